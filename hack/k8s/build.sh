@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver, kube-controller-manager and etcd for the pinned Kubernetes version
+# from the Go module proxy (see docs/controlplane.md). Outputs are cached per version outside
+# the repository; a second run is a no-op.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+version=$(sed -n 's/^\tk8s.io\/kubernetes v\(.*\)$/\1/p' "$here/go.mod")
+major=${version%%.*}
+minor=${version#*.}; minor=${minor%%.*}
+out=${GHAT_K8S_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ghat/k8s/v$version}
+bins=(kube-apiserver kube-controller-manager etcd)
+missing=()
+for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing+=("$b"); done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "$out"
+  exit 0
+fi
+mkdir -p "$out"
+cd "$here"
+start=$(date +%s)
+pkg=k8s.io/component-base/version
+ldflags="-s -w -X $pkg.gitVersion=v$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+for b in "${missing[@]}"; do
+  echo "Building $b v$version into $out" >&2
+  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/$b.tmp" "./cmd/$b"
+  mv "$out/$b.tmp" "$out/$b"
+done
+echo "Built ${missing[*]} in $(( $(date +%s) - start ))s" >&2
+echo "$out"
