@@ -1,0 +1,127 @@
+import { z } from "zod";
+import { condition, objectMeta } from "./meta.ts";
+
+/** Fields shared by GitHubApp and ClusterGitHubApp: who the App is and how to reach GitHub. */
+export const appIdentityFields = {
+  appId: z
+    .number()
+    .int()
+    .positive()
+    .optional()
+    .describe("Numeric GitHub App id. Give appId or clientId; Enterprise Server before 3.14 needs appId.")
+    .meta({ format: "int64" }),
+  clientId: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z0-9.]+$/, "a GitHub App client id such as Iv23liAbCdEf")
+    .optional()
+    .describe("GitHub App client id (e.g. Iv23li...). Used as the JWT issuer when appId is not set."),
+  privateKeySecretRef: z
+    .object({
+      name: z.string().min(1).max(253).describe("Name of the Secret holding the App's private key."),
+      key: z
+        .string()
+        .min(1)
+        .max(253)
+        .default("private-key.pem")
+        .describe("Key in the Secret's data. PEM (PKCS#1 or PKCS#8), base64 PEM and escaped newlines are accepted."),
+    })
+    .describe("The Secret holding the App's private key."),
+  baseUrl: z
+    .string()
+    .regex(/^https?:\/\/[^\s/]+(\/[^\s]*)?$/, "an http(s) URL such as https://api.github.com")
+    .max(2048)
+    .default("https://api.github.com")
+    .describe("GitHub API base URL. Enterprise Server: https://HOST/api/v3."),
+  caBundle: z
+    .string()
+    .max(65536)
+    .optional()
+    .describe("PEM CA certificates trusted for baseUrl, in addition to the system roots (Enterprise Server)."),
+  proxy: z
+    .string()
+    .regex(/^https?:\/\/\S+$/, "an http(s) proxy URL")
+    .max(2048)
+    .optional()
+    .describe("HTTP(S) proxy for requests to GitHub, e.g. http://proxy.corp:3128."),
+};
+
+const identityRules = [
+  { rule: "has(self.appId) || has(self.clientId)", message: "set appId or clientId" },
+];
+
+export const githubAppSpec = z
+  .object(appIdentityFields)
+  .describe("A GitHub App whose private key lives in a Secret of this namespace.")
+  .meta({ "x-kubernetes-validations": identityRules });
+
+export const appStatus = z
+  .object({
+    observedGeneration: z.number().int().optional().describe("The generation last processed."),
+    conditions: z.array(condition).optional().describe("Ready: the key parses and GitHub accepts the App's JWT."),
+    slug: z.string().optional().describe("The App's slug, as GitHub reports it."),
+    keyFingerprint: z.string().optional().describe("SHA-256 fingerprint of the public key of the loaded private key."),
+  })
+  .describe("Observed state of the App.");
+
+/** Namespace selection for a ClusterGitHubApp. */
+export const namespaceSelector = z
+  .object({
+    matchLabels: z.record(z.string(), z.string()).optional().describe("Label key/values a namespace must have."),
+    matchExpressions: z
+      .array(
+        z.object({
+          key: z.string(),
+          operator: z.enum(["In", "NotIn", "Exists", "DoesNotExist"]),
+          values: z.array(z.string()).optional(),
+        }),
+      )
+      .optional()
+      .describe("Label selector requirements, as in any Kubernetes label selector."),
+  })
+  .describe("A label selector over namespaces.");
+export type NamespaceSelector = z.infer<typeof namespaceSelector>;
+
+export const clusterAppPolicy = z
+  .object({
+    namespaces: z
+      .object({
+        names: z.array(z.string().min(1).max(63)).max(1000).optional().describe("Namespaces allowed by name."),
+        selector: namespaceSelector.optional(),
+      })
+      .optional()
+      .describe("Which namespaces may use this App. Unset or empty: none."),
+  })
+  .describe("Who may use this App. Safe by default: nothing is allowed that the policy does not allow.");
+export type ClusterAppPolicy = z.infer<typeof clusterAppPolicy>;
+
+export const clusterGitHubAppSpec = z
+  .object({
+    ...appIdentityFields,
+    privateKeySecretRef: appIdentityFields.privateKeySecretRef.describe(
+      "The Secret holding the App's private key, in the operator's namespace.",
+    ),
+    policy: clusterAppPolicy.default({}),
+  })
+  .describe("A GitHub App shared across namespaces under a policy; its key stays in the operator's namespace.")
+  .meta({ "x-kubernetes-validations": identityRules });
+
+export const githubApp = z.object({
+  apiVersion: z.string(),
+  kind: z.literal("GitHubApp"),
+  metadata: objectMeta,
+  spec: githubAppSpec,
+  status: appStatus.optional(),
+});
+export type GitHubApp = z.infer<typeof githubApp>;
+
+export const clusterGitHubApp = z.object({
+  apiVersion: z.string(),
+  kind: z.literal("ClusterGitHubApp"),
+  metadata: objectMeta,
+  spec: clusterGitHubAppSpec,
+  status: appStatus.optional(),
+});
+export type ClusterGitHubApp = z.infer<typeof clusterGitHubApp>;
+export type AppSpec = z.infer<typeof githubAppSpec>;

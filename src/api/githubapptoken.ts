@@ -1,0 +1,186 @@
+import { z } from "zod";
+import { condition, durationString, objectMeta } from "./meta.ts";
+import { permissions } from "./permissions.ts";
+
+export const maxRepositories = 500;
+
+export const appRef = z
+  .object({
+    kind: z
+      .enum(["GitHubApp", "ClusterGitHubApp"])
+      .default("GitHubApp")
+      .describe("GitHubApp (same namespace) or ClusterGitHubApp (cluster-wide, subject to its policy)."),
+    name: z.string().min(1).max(253).describe("Name of the GitHubApp or ClusterGitHubApp."),
+  })
+  .describe("The App whose installation mints the token.");
+
+export const installationRef = z
+  .object({
+    id: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe("Installation id.")
+      .meta({ format: "int64" }),
+    owner: z
+      .string()
+      .regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/, "a GitHub user or organization login")
+      .optional()
+      .describe("Organization or user login the App is installed on; ghat looks the installation up."),
+    repository: z
+      .string()
+      .regex(/^[A-Za-z0-9-]{1,39}\/[A-Za-z0-9._-]{1,100}$/, "owner/repo")
+      .optional()
+      .describe("A repository (owner/repo) the installation covers; ghat looks the installation up."),
+  })
+  .describe("Which installation: exactly one of id, owner or repository.")
+  .meta({
+    "x-kubernetes-validations": [
+      {
+        rule: "[has(self.id), has(self.owner), has(self.repository)].filter(x, x).size() == 1",
+        message: "set exactly one of id, owner or repository",
+      },
+    ],
+  });
+
+export const secretFormats = [
+  "token",
+  "basicAuth",
+  "argocdRepository",
+  "argocdRepoCreds",
+  "gitCredentials",
+  "gitconfig",
+  "netrc",
+  "envFile",
+  "dockerConfigJson",
+] as const;
+export type SecretFormat = (typeof secretFormats)[number];
+
+export const secretTarget = z
+  .object({
+    name: z
+      .string()
+      .min(1)
+      .max(253)
+      .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "a Secret name (lowercase DNS subdomain)")
+      .describe("Name of the Secret ghat writes in this namespace. ghat never overwrites a Secret it does not own."),
+    format: z
+      .enum(secretFormats)
+      .default("token")
+      .describe(
+        "Shape of the Secret: token (key 'token'), basicAuth (Flux), argocdRepository, argocdRepoCreds, gitCredentials, gitconfig, netrc, envFile, dockerConfigJson.",
+      ),
+    key: z
+      .string()
+      .regex(/^[-._a-zA-Z0-9]+$/, "a Secret data key")
+      .max(253)
+      .optional()
+      .describe("Data key for single-key formats (default: token, .git-credentials, .gitconfig, .netrc, .env)."),
+    type: z
+      .string()
+      .max(253)
+      .optional()
+      .describe("Secret type; defaults to the format's (Opaque, kubernetes.io/basic-auth, kubernetes.io/dockerconfigjson)."),
+    url: z
+      .string()
+      .regex(/^https:\/\/\S+$/, "an https URL")
+      .max(2048)
+      .optional()
+      .describe(
+        "Git URL for Argo CD (repository URL or repo-creds prefix) and gitconfig insteadOf; default https://<github host>/<owner>.",
+      ),
+    labels: z.record(z.string(), z.string()).optional().describe("Extra labels on the Secret."),
+    annotations: z.record(z.string(), z.string()).optional().describe("Extra annotations on the Secret."),
+  })
+  .describe("A Secret to write the token into.");
+export type SecretTarget = z.infer<typeof secretTarget>;
+
+export const refreshPolicy = z
+  .object({
+    refreshBefore: durationString
+      .default("20m")
+      .describe("Mint a new token this long before the current one expires (jittered earlier by up to 10%)."),
+    minRemainingLifetime: durationString
+      .default("10m")
+      .describe("A Secret never holds a token with less lifetime left than this while GitHub answers."),
+  })
+  .describe("When to mint again. Refresh is scheduled from GitHub's expires_at, never on a fixed interval.")
+  .meta({
+    "x-kubernetes-validations": [
+      {
+        rule: "duration(self.refreshBefore) > duration(self.minRemainingLifetime)",
+        message: "refreshBefore must be longer than minRemainingLifetime",
+      },
+      {
+        rule: "duration(self.refreshBefore) < duration('1h')",
+        message: "refreshBefore must be shorter than the token lifetime (1h)",
+      },
+    ],
+  });
+export type RefreshPolicy = z.infer<typeof refreshPolicy>;
+
+export const githubAppTokenSpec = z
+  .object({
+    appRef,
+    installation: installationRef,
+    permissions: permissions.optional(),
+    repositories: z
+      .array(z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, "a repository name without owner"))
+      .max(maxRepositories)
+      .optional()
+      .describe("Repositories (names without owner) the token may access; omitted: every repository of the installation."),
+    repositoryIds: z
+      .array(z.number().int().positive().meta({ format: "int64" }))
+      .max(maxRepositories)
+      .optional()
+      .describe("Repository ids the token may access, in addition to repositories."),
+    secrets: z
+      .array(secretTarget)
+      .min(1)
+      .max(16)
+      .describe("Where the token goes: one or more Secrets in this namespace, each in a format.")
+      .meta({
+        "x-kubernetes-validations": [
+          { rule: "self.all(a, self.exists_one(b, a.name == b.name))", message: "Secret names must be unique" },
+        ],
+      }),
+    refreshPolicy: refreshPolicy.default({ refreshBefore: "20m", minRemainingLifetime: "10m" }),
+  })
+  .describe("A GitHub App installation token kept fresh in Secrets.")
+  .meta({
+    "x-kubernetes-validations": [
+      {
+        rule: `(has(self.repositories) ? size(self.repositories) : 0) + (has(self.repositoryIds) ? size(self.repositoryIds) : 0) <= ${maxRepositories}`,
+        message: `at most ${maxRepositories} repositories in all (GitHub's limit)`,
+      },
+    ],
+  });
+export type GitHubAppTokenSpec = z.infer<typeof githubAppTokenSpec>;
+
+export const githubAppTokenStatus = z
+  .object({
+    observedGeneration: z.number().int().optional().describe("The generation last processed."),
+    conditions: z.array(condition).optional().describe("Ready and, when GitHub granted less than asked, ScopeMatched."),
+    installationId: z.number().int().optional().describe("The installation the token was minted from.").meta({
+      format: "int64",
+    }),
+    expiresAt: z.string().optional().describe("When the current token expires (GitHub's expires_at)."),
+    refreshAt: z.string().optional().describe("When ghat will mint the next token."),
+    permissions: z.record(z.string(), z.string()).optional().describe("Permissions GitHub granted."),
+    repositorySelection: z.string().optional().describe("all or selected, as GitHub reported."),
+    repositories: z.array(z.string()).optional().describe("Repositories GitHub granted (full names)."),
+    secrets: z.array(z.string()).optional().describe("Secrets holding the current token."),
+    failures: z.number().int().optional().describe("Consecutive failed attempts (drives backoff)."),
+  })
+  .describe("Observed state of the token. The token itself is only ever in the Secrets.");
+export type GitHubAppTokenStatus = z.infer<typeof githubAppTokenStatus>;
+
+export const githubAppToken = z.object({
+  apiVersion: z.string(),
+  kind: z.literal("GitHubAppToken"),
+  metadata: objectMeta,
+  spec: githubAppTokenSpec,
+  status: githubAppTokenStatus.optional(),
+});
+export type GitHubAppToken = z.infer<typeof githubAppToken>;
