@@ -4,8 +4,6 @@ import { defineConfig } from "vitest/config";
 // (kube-apiserver, etcd, kube-controller-manager) started once by the global setup.
 export default defineConfig({
   test: {
-    reporters: process.env.CI ? ["default", "json"] : ["default"],
-    outputFile: { json: ".local/vitest-results.json" },
     projects: [
       {
         test: {

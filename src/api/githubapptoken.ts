@@ -168,6 +168,7 @@ export const githubAppTokenStatus = z
     expiresAt: z.string().optional().describe("When the current token expires (GitHub's expires_at)."),
     refreshAt: z.string().optional().describe("When ghat will mint the next token."),
     permissions: z.record(z.string(), z.string()).optional().describe("Permissions GitHub granted."),
+    owner: z.string().optional().describe("Account (organization or user) the installation belongs to."),
     repositorySelection: z.string().optional().describe("all or selected, as GitHub reported."),
     repositories: z.array(z.string()).optional().describe("Repositories GitHub granted (full names)."),
     secrets: z.array(z.string()).optional().describe("Secrets holding the current token."),

@@ -82,7 +82,17 @@ export const checks: readonly [string, Check][] = [
       };
     },
   ],
-  ["NoCurrentToken", (_o, current) => (current ? undefined : { action: "mint", why: "NoToken", current })],
+  [
+    "NoCurrentToken",
+    (o, current) => {
+      if (current) return undefined;
+      const stale = o.targets.some((t) => {
+        const s = o.secrets.get(t.name);
+        return s && isOurs(s, o.tokenName) && s.annotations[annotations.scopeHash] !== o.scopeHash;
+      });
+      return { action: "mint", why: stale ? "ScopeChanged" : "NoToken", current };
+    },
+  ],
   [
     "TokenBelowMinimumLifetime",
     (o, current) =>
@@ -148,8 +158,8 @@ export function desiredSecrets(o: Observed, current: Pick<CurrentToken, "token" 
   const ctx: OutputContext = {
     ...o.render,
     token: current.token,
-    expiresAt: new Date(current.expiresAt).toISOString(),
-    refreshAt: new Date(current.refreshAt).toISOString(),
+    expiresAt: rfc3339(current.expiresAt),
+    refreshAt: rfc3339(current.refreshAt),
     scopeHash: o.scopeHash,
   };
   return o.targets.map((t) => {
@@ -178,4 +188,9 @@ export function matches(observed: ObservedSecret | undefined, desired: DesiredSe
     sub(desired.data, observed.data) &&
     Object.keys(observed.data).every((k) => k in desired.data)
   );
+}
+
+/** RFC 3339 in UTC with second precision, as GitHub writes expires_at. */
+export function rfc3339(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 }

@@ -33,7 +33,8 @@ export function refreshTime(input: RefreshInput): number {
   }
   const nominal = input.expiresAt - before;
   const window = Math.max(0, nominal - input.issuedAt);
-  return Math.round(nominal - window * jitterFraction * clamp01(input.jitter));
+  // Whole seconds, like GitHub's expires_at, so RFC 3339 round trips are exact.
+  return Math.floor((nominal - window * jitterFraction * clamp01(input.jitter)) / 1000) * 1000;
 }
 
 /** A stable number in [0, 1) from a string, for jitter that survives restarts. */

@@ -1,0 +1,64 @@
+# ghat's front door. Every target is one npm script or script under hack/.
+# npm scripts run with node_modules/.bin first on PATH, so they use Node 24 from the `node` package.
+SHELL := /bin/bash
+NPM := npm --silent
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+node_modules: package.json package-lock.json
+	npm ci
+	@touch node_modules
+
+.PHONY: install
+install: node_modules ## Install npm packages (npm ci)
+
+.PHONY: k8s
+k8s: ## Build (or reuse) kube-apiserver, etcd and kube-controller-manager into ~/.cache/ghat
+	bash hack/k8s/build.sh
+
+.PHONY: build
+build: node_modules ## Compile TypeScript to dist/
+	$(NPM) run build
+
+.PHONY: run
+run: node_modules ## Run ghat: against the current kube context, or a local sandbox when there is none
+	$(NPM) run sandbox
+
+.PHONY: test
+test: node_modules k8s ## Run every check and test, ending with "N passed, N failed" (what CI runs)
+	bash hack/test.sh
+
+.PHONY: test-unit
+test-unit: node_modules ## Unit tests only (no control plane)
+	$(NPM) run test:unit
+
+.PHONY: lint
+lint: node_modules ## Lint and format check (biome)
+	$(NPM) run lint
+
+.PHONY: format
+format: node_modules ## Format the code (biome)
+	$(NPM) run format
+
+.PHONY: typecheck
+typecheck: node_modules ## Type check (tsc)
+	$(NPM) run typecheck
+
+.PHONY: gen
+gen: node_modules ## Regenerate CRDs and the permission table from their sources
+	$(NPM) run gen
+
+.PHONY: cluster
+cluster: node_modules k8s ## Start a local control plane in the background (.local/kubeconfig)
+	$(NPM) run cluster
+
+.PHONY: cluster-down
+cluster-down: node_modules ## Stop the local control plane
+	$(NPM) run cluster:down
+
+.PHONY: sim
+sim: node_modules ## Run the GitHub API simulator in the foreground
+	$(NPM) run sim

@@ -1,0 +1,29 @@
+/**
+ * Prints the plain "N passed, N failed" line CI reads, from vitest's JSON report plus the
+ * static checks' result. Usage: node hack/test-summary.ts <vitest.json> <checks-exit-code>
+ */
+import { existsSync, readFileSync } from "node:fs";
+
+const [reportPath = ".local/vitest-results.json", checksCode = "0"] = process.argv.slice(2);
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+if (existsSync(reportPath)) {
+  const report = JSON.parse(readFileSync(reportPath, "utf8")) as {
+    numPassedTests?: number;
+    numFailedTests?: number;
+    numPendingTests?: number;
+    numTodoTests?: number;
+    numFailedTestSuites?: number;
+  };
+  passed = report.numPassedTests ?? 0;
+  // A file that fails to load has no failed test but is a failure.
+  failed = (report.numFailedTests ?? 0) + (report.numFailedTestSuites ?? 0);
+  skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
+} else {
+  failed += 1;
+}
+if (checksCode !== "0") failed += 1;
+const tail = skipped > 0 ? `, ${skipped} skipped` : "";
+process.stdout.write(`${passed} passed, ${failed} failed${tail}\n`);
+process.exit(failed > 0 ? 1 : 0);

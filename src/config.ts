@@ -1,0 +1,62 @@
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { durationString, parseDuration } from "./api/meta.ts";
+
+const schema = z.object({
+  kubeconfig: z.string().optional().describe("Path to a kubeconfig; in-cluster config when unset"),
+  namespaces: z
+    .string()
+    .default("")
+    .transform((s) => s.split(",").map((n) => n.trim()).filter(Boolean))
+    .describe("Comma-separated namespaces to watch; all when empty"),
+  operatorNamespace: z.string().min(1).default("ghat-system").describe("Namespace of ClusterGitHubApp key Secrets"),
+  workers: z.coerce.number().int().min(1).max(64).default(4).describe("Concurrent reconciles"),
+  logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
+  logFormat: z.enum(["json", "pretty"]).default("json"),
+  healthPort: z.coerce.number().int().min(0).max(65535).default(8081).describe("Port of /healthz and /readyz (0: random)"),
+  metricsPort: z.coerce.number().int().min(0).max(65535).default(8080).describe("Port of /metrics (0: random)"),
+  bindAddress: z.string().default("0.0.0.0"),
+  revokeSupersededAfter: durationString.default("5m").describe("Grace before a superseded token is revoked (0s: never)"),
+  terminalRetry: durationString.default("15m").describe("Retry interval for errors only GitHub-side changes fix"),
+  githubTimeout: durationString.default("10s"),
+});
+
+export type Config = z.output<typeof schema> & {
+  revokeSupersededAfterMs: number;
+  terminalRetryMs: number;
+  githubTimeoutMs: number;
+};
+
+const flagToEnv = (flag: string) => `GHAT_${flag.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+
+export function usage(): string {
+  const lines = Object.entries(schema.shape).map(([key, field]) => {
+    const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    return `  --${flag.padEnd(26)} ${field.description ?? ""} (env ${flagToEnv(key)})`;
+  });
+  return `Usage: ghat run [flags]\n${lines.join("\n")}\n`;
+}
+
+/** Flags win over GHAT_* environment variables; KUBECONFIG and POD_NAMESPACE are honoured. */
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
+  const options = Object.fromEntries(
+    Object.keys(schema.shape).map((k) => [k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`), { type: "string" as const }]),
+  );
+  const { values } = parseArgs({ args: argv, options: { ...options, help: { type: "boolean" } }, strict: true });
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    const v = (values as Record<string, string | boolean | undefined>)[flag] ?? env[flagToEnv(key)];
+    if (v !== undefined) raw[key] = v;
+  }
+  raw.kubeconfig ??= env.KUBECONFIG || undefined;
+  raw.operatorNamespace ??= env.POD_NAMESPACE || undefined;
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new Error(`invalid configuration:\n${z.prettifyError(parsed.error)}`);
+  return {
+    ...parsed.data,
+    revokeSupersededAfterMs: parseDuration(parsed.data.revokeSupersededAfter.replace(/^0$/, "0s")),
+    terminalRetryMs: parseDuration(parsed.data.terminalRetry),
+    githubTimeoutMs: parseDuration(parsed.data.githubTimeout),
+  };
+}

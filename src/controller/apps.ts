@@ -1,0 +1,136 @@
+import type { KeyObject } from "node:crypto";
+import { z } from "zod";
+import { clusterGitHubApp, githubApp, type AppSpec } from "../api/githubapp.ts";
+import type { GitHubAppToken } from "../api/githubapptoken.ts";
+import type { ErrorCode } from "../core/errors.ts";
+import { GhatError } from "../core/errors.ts";
+import { evaluatePolicy } from "../core/policy.ts";
+
+/** Reads what the informers cached; no API calls. */
+export interface AppSource {
+  app(kind: "GitHubApp" | "ClusterGitHubApp", namespace: string, name: string): unknown;
+  /** The key Secret's data (base64 values) or undefined when it does not exist (yet). */
+  keySecret(namespace: string, name: string): Promise<Record<string, string> | undefined>;
+  namespaceLabels(namespace: string): Record<string, string>;
+}
+
+/** An App ready to mint with. */
+export interface ResolvedApp {
+  kind: "GitHubApp" | "ClusterGitHubApp";
+  name: string;
+  /** Namespace of the App object (undefined for a ClusterGitHubApp). */
+  namespace: string | undefined;
+  spec: AppSpec;
+  issuer: string;
+  key: KeyObject;
+  /** Identifies the App for caches: kind/namespace/name plus issuer and URL. */
+  cacheKey: string;
+}
+
+export type AppResolution = { ok: true; app: ResolvedApp } | { ok: false; code: ErrorCode; message: string };
+
+export interface AppResolverDeps {
+  source: AppSource;
+  operatorNamespace: string;
+  parseKey: (pem: string) => KeyObject;
+}
+
+/**
+ * Finds the App a token refers to and decides whether the token may use it: the App
+ * exists and parses, a ClusterGitHubApp's policy admits the token's namespace, and the key
+ * Secret holds a usable key. Parsed keys are cached by content hash, never written anywhere.
+ */
+export class AppResolver {
+  readonly #deps: AppResolverDeps;
+  readonly #keys = new Map<string, KeyObject | GhatError>();
+
+  constructor(deps: AppResolverDeps) {
+    this.#deps = deps;
+  }
+
+  async resolve(token: GitHubAppToken): Promise<AppResolution> {
+    const ns = token.metadata.namespace ?? "";
+    const { kind, name } = token.spec.appRef;
+    const raw = this.#deps.source.app(kind, kind === "GitHubApp" ? ns : "", name);
+    if (raw === undefined) {
+      const where = kind === "GitHubApp" ? ` in namespace "${ns}"` : "";
+      return { ok: false, code: "AppNotFound", message: `${kind} "${name}"${where} does not exist` };
+    }
+    let spec: AppSpec;
+    let keyNamespace: string;
+    if (kind === "GitHubApp") {
+      const parsed = githubApp.safeParse(raw);
+      if (!parsed.success) return invalidApp(kind, name, parsed.error);
+      spec = parsed.data.spec;
+      keyNamespace = ns;
+    } else {
+      const parsed = clusterGitHubApp.safeParse(raw);
+      if (!parsed.success) return invalidApp(kind, name, parsed.error);
+      const decision = evaluatePolicy(name, parsed.data.spec.policy, {
+        namespace: ns,
+        namespaceLabels: this.#deps.source.namespaceLabels(ns),
+      });
+      if (!decision.allowed) return { ok: false, code: "NotPermitted", message: decision.message };
+      spec = parsed.data.spec;
+      keyNamespace = this.#deps.operatorNamespace;
+    }
+    const ref = spec.privateKeySecretRef;
+    const data = await this.#deps.source.keySecret(keyNamespace, ref.name);
+    if (data === undefined) {
+      return {
+        ok: false,
+        code: "PrivateKeyNotFound",
+        message: `Secret "${ref.name}" in namespace "${keyNamespace}" with the private key of ${kind} "${name}" does not exist`,
+      };
+    }
+    const encoded = data[ref.key];
+    if (encoded === undefined) {
+      return {
+        ok: false,
+        code: "PrivateKeyNotFound",
+        message: `Secret "${ref.name}" in namespace "${keyNamespace}" has no key "${ref.key}" (it has: ${Object.keys(data).join(", ") || "nothing"})`,
+      };
+    }
+    const key = this.#key(encoded);
+    if (key instanceof GhatError) {
+      return {
+        ok: false,
+        code: key.code,
+        message: `Secret "${ref.name}" key "${ref.key}" in namespace "${keyNamespace}": ${key.message}`,
+      };
+    }
+    const issuer = spec.appId !== undefined ? String(spec.appId) : (spec.clientId ?? "");
+    const namespace = kind === "GitHubApp" ? ns : undefined;
+    return {
+      ok: true,
+      app: {
+        kind,
+        name,
+        namespace,
+        spec,
+        issuer,
+        key,
+        cacheKey: `${kind}/${namespace ?? ""}/${name}/${issuer}@${spec.baseUrl}`,
+      },
+    };
+  }
+
+  #key(encoded: string): KeyObject | GhatError {
+    const cached = this.#keys.get(encoded);
+    if (cached) return cached;
+    let result: KeyObject | GhatError;
+    try {
+      result = this.#deps.parseKey(Buffer.from(encoded, "base64").toString("utf8"));
+    } catch (err) {
+      result = err instanceof GhatError ? err : new GhatError("InvalidPrivateKey", "the private key could not be read");
+    }
+    // The cache is keyed by the Secret's content, so a rotated key is a new entry; keep it small.
+    if (this.#keys.size > 64) this.#keys.clear();
+    this.#keys.set(encoded, result);
+    return result;
+  }
+}
+
+function invalidApp(kind: string, name: string, error: z.ZodError): AppResolution {
+  return { ok: false, code: "InvalidSpec", message: `${kind} "${name}" is invalid: ${z.prettifyError(error)}` };
+}

@@ -1,0 +1,124 @@
+import type { KubernetesObject } from "@kubernetes/client-node";
+import type { Clock } from "../clock.ts";
+import { labels } from "../core/outputs.ts";
+import type { ClusterCache, Kind } from "../kube/cache.ts";
+import type { Logger } from "../log.ts";
+import { WorkQueue } from "./queue.ts";
+import type { Reconciler } from "./reconciler.ts";
+
+interface TokenLike {
+  metadata?: { name?: string; namespace?: string };
+  spec?: { appRef?: { kind?: string; name?: string } };
+}
+interface AppLike {
+  metadata?: { name?: string; namespace?: string };
+  spec?: { privateKeySecretRef?: { name?: string } };
+}
+
+export interface ControllerDeps {
+  clock: Clock;
+  log: Logger;
+  cache: ClusterCache;
+  workers: number;
+  operatorNamespace: string;
+  onDepth?: (depth: number) => void;
+}
+
+/**
+ * Turns informer events into GitHubAppToken keys (namespace/name) and feeds them to the
+ * reconciler through the work queue. Handlers only enqueue; they never decide anything.
+ */
+export class Controller {
+  readonly queue: WorkQueue;
+  readonly #d: ControllerDeps;
+  #reconciler: Reconciler | undefined;
+
+  constructor(deps: ControllerDeps) {
+    this.#d = deps;
+    this.queue = new WorkQueue({
+      clock: deps.clock,
+      workers: deps.workers,
+      process: (key) => this.#process(key),
+      ...(deps.onDepth ? { onDepth: deps.onDepth } : {}),
+    });
+  }
+
+  /** Set once the reconciler exists (the reconciler needs the queue to requeue). */
+  bind(reconciler: Reconciler): void {
+    this.#reconciler = reconciler;
+  }
+
+  /** The informer callback: map any object to the token keys it affects. */
+  onChange(kind: Kind, obj: KubernetesObject, _event: "add" | "update" | "delete"): void {
+    for (const key of this.keysFor(kind, obj)) this.queue.add(key);
+  }
+
+  /** After a relist, re-check everything so deletes missed while disconnected are seen. */
+  onResync(kind: Kind): void {
+    if (kind === "GitHubAppToken") for (const key of this.#allTokenKeys()) this.queue.add(key);
+  }
+
+  keysFor(kind: Kind, obj: KubernetesObject): string[] {
+    const ns = obj.metadata?.namespace ?? "";
+    const name = obj.metadata?.name ?? "";
+    switch (kind) {
+      case "GitHubAppToken":
+        return [`${ns}/${name}`];
+      case "Secret": {
+        const owner = obj.metadata?.labels?.[labels.token];
+        return owner ? [`${ns}/${owner}`] : [];
+      }
+      case "GitHubApp":
+        return this.#tokensUsing((t) => t.metadata?.namespace === ns && ref(t, "GitHubApp") === name);
+      case "ClusterGitHubApp":
+        return this.#tokensUsing((t) => ref(t, "ClusterGitHubApp") === name);
+      case "Namespace":
+        return this.#tokensUsing((t) => t.metadata?.namespace === name && ref(t, "ClusterGitHubApp") !== undefined);
+      case "KeySecret": {
+        const apps = this.#appsUsingKey(ns, name);
+        return this.#tokensUsing((t) => {
+          const kindRef = t.spec?.appRef?.kind ?? "GitHubApp";
+          const appName = t.spec?.appRef?.name ?? "";
+          return apps.has(`${kindRef}/${kindRef === "GitHubApp" ? (t.metadata?.namespace ?? "") : ""}/${appName}`);
+        });
+      }
+    }
+  }
+
+  async #process(key: string): Promise<void> {
+    const start = this.#d.clock.now();
+    await this.#reconciler?.reconcile(key);
+    this.#d.log.trace({ key, ms: this.#d.clock.now() - start }, "Reconciled");
+  }
+
+  #allTokenKeys(): string[] {
+    return this.#d.cache.tokens().map((t) => `${t.metadata?.namespace ?? ""}/${t.metadata?.name ?? ""}`);
+  }
+
+  #tokensUsing(pred: (t: TokenLike) => boolean): string[] {
+    return (this.#d.cache.tokens() as TokenLike[])
+      .filter(pred)
+      .map((t) => `${t.metadata?.namespace ?? ""}/${t.metadata?.name ?? ""}`);
+  }
+
+  /** Apps (as kind/namespace/name) whose private key is the Secret namespace/name. */
+  #appsUsingKey(namespace: string, name: string): Set<string> {
+    const out = new Set<string>();
+    const cache = this.#d.cache;
+    for (const t of cache.tokens() as TokenLike[]) {
+      const kind = t.spec?.appRef?.kind === "ClusterGitHubApp" ? "ClusterGitHubApp" : "GitHubApp";
+      const appNs = kind === "GitHubApp" ? (t.metadata?.namespace ?? "") : "";
+      const keyNs = kind === "GitHubApp" ? appNs : this.#d.operatorNamespace;
+      const app = cache.app(kind, appNs, t.spec?.appRef?.name ?? "") as AppLike | undefined;
+      if (keyNs === namespace && app?.spec?.privateKeySecretRef?.name === name) {
+        out.add(`${kind}/${appNs}/${app.metadata?.name ?? ""}`);
+      }
+    }
+    return out;
+  }
+}
+
+function ref(t: TokenLike, kind: "GitHubApp" | "ClusterGitHubApp"): string | undefined {
+  const k = t.spec?.appRef?.kind ?? "GitHubApp";
+  return k === kind ? t.spec?.appRef?.name : undefined;
+}

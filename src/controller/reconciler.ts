@@ -1,0 +1,471 @@
+import { z } from "zod";
+import { type GitHubAppToken, githubAppToken } from "../api/githubapptoken.ts";
+import { type Condition, parseDuration } from "../api/meta.ts";
+import type { Clock } from "../clock.ts";
+import { findCondition, setCondition } from "../core/conditions.ts";
+import { type ErrorCode, GhatError, toGhatError } from "../core/errors.ts";
+import { formatWarning, OutputError, webHost } from "../core/outputs.ts";
+import { currentToken, type Decision, desiredSecrets, type Observed, type ObservedSecret, plan, rfc3339 } from "../core/plan.ts";
+import { retryTime, refreshTime, stableJitter } from "../core/schedule.ts";
+import { scopeHash, tokenScope } from "../core/scope.ts";
+import { permissionProblems } from "../api/permissions.ts";
+import { type KubeWriter, finalizer } from "../kube/kube.ts";
+import type { Logger } from "../log.ts";
+import type { AppResolver, ResolvedApp } from "./apps.ts";
+
+/** What a mint returns, as the reconciler needs it. */
+export interface Minted {
+  token: string;
+  /** Epoch ms, from GitHub's expires_at. */
+  expiresAt: number;
+  installationId: number;
+  /** The installation's account login, when known. */
+  owner: string | undefined;
+  permissions: Record<string, string>;
+  repositorySelection: string;
+  /** Full names of the repositories granted, when the request named repositories. */
+  repositories: string[] | undefined;
+}
+
+/** The GitHub side as the reconciler sees it (src/github/gateway.ts is the real one). */
+export interface GitHubGateway {
+  mint(app: ResolvedApp, token: GitHubAppToken): Promise<Minted>;
+  revoke(app: ResolvedApp | { baseUrl: string }, token: string): Promise<void>;
+}
+
+/** Reads the informer caches. */
+export interface TokenSource {
+  token(namespace: string, name: string): unknown;
+  /** A managed Secret from the cache, or, when absent there, from the API server. */
+  secret(namespace: string, name: string): Promise<ObservedSecretRaw | undefined>;
+}
+
+/** A Secret as read from the API server (data base64-encoded). */
+export interface ObservedSecretRaw {
+  type?: string | undefined;
+  metadata?: {
+    name?: string | undefined;
+    labels?: Record<string, string> | undefined;
+    annotations?: Record<string, string> | undefined;
+    ownerReferences?: { uid: string }[] | undefined;
+  };
+  data?: Record<string, string> | undefined;
+}
+
+export interface ReconcilerOptions {
+  /** How long a superseded token stays valid before ghat revokes it (0: never revoke). */
+  revokeSupersededAfterMs: number;
+  /** Give up revoking on delete after this many failed attempts. */
+  maxRevokeAttemptsOnDelete: number;
+  /** Retry interval for errors that only GitHub-side changes fix (installation gone, 422). */
+  terminalRetryMs: number;
+}
+
+export interface ReconcilerDeps {
+  clock: Clock;
+  log: Logger;
+  source: TokenSource;
+  apps: AppResolver;
+  kube: KubeWriter;
+  github: GitHubGateway;
+  /** Queue the key again at `at` (epoch ms). */
+  requeueAt: (key: string, at: number) => void;
+  /** Cancel pending requeues (the object is gone). */
+  forget: (key: string) => void;
+  random: () => number;
+  options: ReconcilerOptions;
+  hooks?: ReconcileHooks;
+}
+
+/** Observability hooks (metrics); every one optional. */
+export interface ReconcileHooks {
+  minted?(key: string, result: "success" | ErrorCode): void;
+  expiry?(key: string, expiresAt: number | undefined): void;
+  revoked?(result: "success" | "failure"): void;
+}
+
+/** GitHub-side terminal errors: retried slowly, since only a change on GitHub fixes them. */
+const githubTerminal: ReadonlySet<ErrorCode> = new Set([
+  "JWTRejected",
+  "InstallationNotFound",
+  "InstallationSuspended",
+  "PermissionsNotGranted",
+  "RepositoriesNotGranted",
+]);
+
+/**
+ * Reconciles one GitHubAppToken key: re-reads the world, asks the pure plan what to do,
+ * does it, and writes status. Level-driven: it never asks what event caused it.
+ */
+export class Reconciler {
+  readonly #d: ReconcilerDeps;
+  readonly #failures = new Map<string, number>();
+  readonly #revokeAttempts = new Map<string, number>();
+
+  constructor(deps: ReconcilerDeps) {
+    this.#d = deps;
+  }
+
+  async reconcile(key: string): Promise<void> {
+    const [namespace = "", name = ""] = key.split("/");
+    const raw = this.#d.source.token(namespace, name);
+    if (raw === undefined) {
+      this.#forget(key);
+      return;
+    }
+    const parsed = githubAppToken.safeParse(raw);
+    if (!parsed.success) {
+      await this.#invalid(key, raw, parsed.error);
+      return;
+    }
+    const token = parsed.data;
+    const log = this.#d.log.child({ namespace, name });
+    let observed: Observed | undefined;
+    let app: ResolvedApp | undefined;
+    try {
+      const resolution = await this.#d.apps.resolve(token);
+      if (resolution.ok) app = resolution.app;
+      observed = await this.#observe(token, app, resolution.ok ? undefined : resolution);
+      const decision = plan(observed);
+      await this.#act(key, token, observed, app, decision, log);
+    } catch (err) {
+      const error = err instanceof OutputError ? new GhatError("InvalidSpec", err.message) : toGhatError(err);
+      await this.#onError(key, token, observed, error, log);
+    }
+  }
+
+  async #observe(
+    token: GitHubAppToken,
+    app: ResolvedApp | undefined,
+    appProblem: { code: ErrorCode; message: string } | undefined,
+  ): Promise<Observed> {
+    const ns = token.metadata.namespace ?? "";
+    const secrets = new Map<string, ObservedSecret>();
+    for (const target of token.spec.secrets) {
+      const s = await this.#d.source.secret(ns, target.name);
+      if (s) secrets.set(target.name, decodeSecret(s, token.metadata.uid ?? ""));
+    }
+    const baseUrl = app?.spec.baseUrl ?? "https://api.github.com";
+    const policy = token.spec.refreshPolicy;
+    const specProblems = [...permissionProblems(token.spec.permissions ?? {})];
+    let minRemainingMs = 0;
+    try {
+      minRemainingMs = parseDuration(policy.minRemainingLifetime);
+      if (parseDuration(policy.refreshBefore) <= minRemainingMs) {
+        specProblems.push("refreshPolicy.refreshBefore must be longer than minRemainingLifetime");
+      }
+    } catch (err) {
+      specProblems.push(`refreshPolicy: ${(err as Error).message}`);
+    }
+    const inst = token.spec.installation;
+    return {
+      now: this.#d.clock.now(),
+      tokenName: token.metadata.name,
+      deleting: token.metadata.deletionTimestamp !== undefined,
+      hasFinalizer: token.metadata.finalizers?.includes(finalizer) ?? false,
+      specProblems,
+      appProblem,
+      targets: token.spec.secrets,
+      secrets,
+      scopeHash: scopeHash(tokenScope(token.spec, { namespace: app?.namespace, issuer: app?.issuer ?? "", baseUrl })),
+      minRemainingMs,
+      render: {
+        host: webHost(baseUrl),
+        owner: inst.owner ?? inst.repository?.split("/")[0] ?? token.status?.owner,
+        repositories: token.spec.repositories ?? [],
+        tokenName: token.metadata.name,
+      },
+    };
+  }
+
+  async #act(
+    key: string,
+    token: GitHubAppToken,
+    observed: Observed,
+    app: ResolvedApp | undefined,
+    decision: Decision,
+    log: Logger,
+  ): Promise<void> {
+    const ns = token.metadata.namespace ?? "";
+    const name = token.metadata.name;
+    switch (decision.action) {
+      case "finalize":
+        await this.#finalize(key, token, observed, app, log);
+        return;
+      case "addFinalizer":
+        await this.#d.kube.setFinalizer("githubapptokens", ns, name, token.metadata.finalizers ?? [], rv(token), true);
+        log.debug("Added finalizer");
+        return;
+      case "blocked":
+        throw new GhatError(decision.code, decision.message);
+      case "mint": {
+        if (!app) throw new GhatError("AppNotFound", "the App is not available");
+        const minted = await this.#d.github.mint(app, token);
+        const now = this.#d.clock.now();
+        const policy = token.spec.refreshPolicy;
+        const refreshAt = refreshTime({
+          issuedAt: now,
+          expiresAt: minted.expiresAt,
+          refreshBeforeMs: parseDuration(policy.refreshBefore),
+          minRemainingMs: observed.minRemainingMs,
+          jitter: stableJitter(`${key}/${minted.expiresAt}`),
+        });
+        const withOwner: Observed = { ...observed, render: { ...observed.render, owner: observed.render.owner ?? minted.owner } };
+        const current = { token: minted.token, expiresAt: minted.expiresAt, refreshAt };
+        await this.#writeSecrets(token, withOwner, desiredSecrets(withOwner, current));
+        if (decision.current && decision.current.token !== minted.token) this.#revokeLater(app, decision.current.token);
+        this.#d.hooks?.minted?.(key, "success");
+        this.#d.hooks?.expiry?.(key, minted.expiresAt);
+        this.#failures.delete(key);
+        log.info(
+          { why: decision.why, expiresAt: iso(minted.expiresAt), refreshAt: iso(refreshAt), installationId: minted.installationId },
+          "Minted token",
+        );
+        await this.#writeStatus(token, observed, current, minted, undefined);
+        if (decision.why === "NoToken" || decision.why === "ScopeChanged") {
+          const was = findCondition(token.status?.conditions, "Ready");
+          if (was?.status !== "True" || was.reason !== "Issued") {
+            await this.#event(token, "Normal", "Issued", `Minted a token valid until ${iso(minted.expiresAt)}`);
+          }
+        }
+        this.#d.requeueAt(key, refreshAt);
+        return;
+      }
+      case "write":
+        await this.#writeSecrets(token, observed, decision.secrets);
+        log.info({ why: decision.why }, "Restored Secrets");
+        await this.#writeStatus(token, observed, decision.current, undefined, undefined);
+        this.#failures.delete(key);
+        this.#d.requeueAt(key, decision.current.refreshAt);
+        return;
+      case "wait":
+        await this.#writeStatus(token, observed, decision.current, undefined, undefined);
+        this.#failures.delete(key);
+        this.#d.hooks?.expiry?.(key, decision.current.expiresAt);
+        this.#d.requeueAt(key, decision.until);
+        return;
+    }
+  }
+
+  async #writeSecrets(token: GitHubAppToken, observed: Observed, secrets: ReturnType<typeof desiredSecrets>) {
+    const ns = token.metadata.namespace ?? "";
+    const owner = { kind: "GitHubAppToken" as const, name: token.metadata.name, uid: token.metadata.uid ?? "" };
+    for (const secret of secrets) {
+      await this.#d.kube.applySecret(ns, secret, owner, observed.secrets.get(secret.name)?.type);
+    }
+  }
+
+  /** Builds the status from what is known and writes it only when it changed. */
+  async #writeStatus(
+    token: GitHubAppToken,
+    observed: Observed,
+    current: { expiresAt: number; refreshAt: number } | undefined,
+    minted: Minted | undefined,
+    error: GhatError | undefined,
+  ): Promise<void> {
+    const previous = token.status ?? {};
+    const generation = token.metadata.generation;
+    const nowIso = iso(this.#d.clock.now());
+    let conditions: Condition[] = previous.conditions ?? [];
+    const secretNames = token.spec.secrets.map((s) => s.name).join(", ");
+    const warnings = token.spec.secrets.map((s) => formatWarning(s.format)).filter((w) => w !== undefined);
+    if (error && current) {
+      conditions = setCondition(
+        conditions,
+        {
+          type: "Ready",
+          status: "True",
+          reason: error.code,
+          message: `${error.message}. The Secrets still hold a token valid until ${iso(current.expiresAt)}; retrying.`,
+        },
+        nowIso,
+        generation,
+      );
+    } else if (error) {
+      conditions = setCondition(conditions, { type: "Ready", status: "False", reason: error.code, message: error.message }, nowIso, generation);
+    } else if (current) {
+      const message = [`Secret ${secretNames} holds a token valid until ${iso(current.expiresAt)}; next refresh at ${iso(current.refreshAt)}`, ...warnings].join(". ");
+      conditions = setCondition(conditions, { type: "Ready", status: "True", reason: "Issued", message }, nowIso, generation);
+    }
+    if (minted) {
+      const shortfall = grantShortfall(token, minted);
+      conditions = setCondition(
+        conditions,
+        shortfall.length === 0
+          ? { type: "ScopeMatched", status: "True", reason: "Matched", message: "GitHub granted what was requested" }
+          : { type: "ScopeMatched", status: "False", reason: "PartiallyGranted", message: `GitHub granted less than requested: ${shortfall.join("; ")}` },
+        nowIso,
+        generation,
+      );
+    }
+    const failures = error ? (this.#failures.get(`${token.metadata.namespace}/${token.metadata.name}`) ?? 0) : 0;
+    const status: Record<string, unknown> = {
+      observedGeneration: generation,
+      conditions,
+      ...(minted
+        ? {
+            installationId: minted.installationId,
+            permissions: minted.permissions,
+            repositorySelection: minted.repositorySelection,
+            ...(minted.repositories ? { repositories: minted.repositories } : {}),
+            ...(observed.render.owner ?? minted.owner ? { owner: observed.render.owner ?? minted.owner } : {}),
+          }
+        : pick(previous, ["installationId", "permissions", "repositorySelection", "repositories", "owner"])),
+      ...(current ? { expiresAt: iso(current.expiresAt), refreshAt: iso(current.refreshAt), secrets: token.spec.secrets.map((s) => s.name) } : {}),
+      ...(failures > 0 ? { failures } : {}),
+    };
+    if (sameJson(status, previous)) return;
+    await this.#d.kube.applyTokenStatus(token.metadata.namespace ?? "", token.metadata.name, status);
+    const before = findCondition(previous.conditions, "Ready");
+    const after = findCondition(conditions, "Ready");
+    if (error && after && (before?.reason !== after.reason || before.status !== after.status)) {
+      await this.#event(token, "Warning", error.code, error.message);
+    }
+  }
+
+  /** The one place errors are handled: status, event on transition, and when to retry. */
+  async #onError(key: string, token: GitHubAppToken, observed: Observed | undefined, error: GhatError, log: Logger) {
+    const failures = (this.#failures.get(key) ?? 0) + 1;
+    this.#failures.set(key, failures);
+    this.#d.hooks?.minted?.(key, error.code);
+    const now = this.#d.clock.now();
+    let retryAt: number | undefined;
+    if (error.retryable) retryAt = retryTime({ failures, random: this.#d.random(), retryAt: error.retryAt, now });
+    else if (githubTerminal.has(error.code)) retryAt = Math.max(now + this.#d.options.terminalRetryMs, error.retryAt ?? 0);
+    log.warn({ code: error.code, status: error.status, failures, retryAt: retryAt && iso(retryAt), err: error }, "Reconcile failed");
+    const current = observed ? currentToken(observed) : undefined;
+    try {
+      if (observed) await this.#writeStatus(token, observed, error.code === "SecretConflict" ? undefined : current, undefined, error);
+    } catch (statusErr) {
+      log.warn({ err: statusErr }, "Failed to write status");
+      retryAt ??= retryTime({ failures, random: this.#d.random(), now });
+    }
+    if (retryAt !== undefined) this.#d.requeueAt(key, retryAt);
+  }
+
+  async #invalid(key: string, raw: unknown, error: z.ZodError): Promise<void> {
+    const meta = (raw as { metadata?: { namespace?: string; name?: string; generation?: number; uid?: string } }).metadata ?? {};
+    const message = `spec is invalid: ${z.prettifyError(error)}`;
+    this.#d.log.warn({ namespace: meta.namespace, name: meta.name }, "Rejected invalid GitHubAppToken");
+    const status = (raw as { status?: { conditions?: Condition[] } }).status;
+    const conditions = setCondition(status?.conditions, { type: "Ready", status: "False", reason: "InvalidSpec", message }, iso(this.#d.clock.now()), meta.generation);
+    if (sameJson(conditions, status?.conditions)) return;
+    await this.#d.kube.applyTokenStatus(meta.namespace ?? "", meta.name ?? "", { observedGeneration: meta.generation, conditions });
+    this.#d.forget(key);
+  }
+
+  async #finalize(key: string, token: GitHubAppToken, observed: Observed, app: ResolvedApp | undefined, log: Logger) {
+    const ns = token.metadata.namespace ?? "";
+    const name = token.metadata.name;
+    const ours = [...observed.secrets.values()].filter((s) => s.ownedByToken);
+    const held = currentToken({ ...observed, scopeHash: ours[0]?.annotations["ghat.dev/scope-hash"] ?? observed.scopeHash });
+    if (held) {
+      const attempts = (this.#revokeAttempts.get(key) ?? 0) + 1;
+      try {
+        await this.#d.github.revoke(app ?? { baseUrl: "https://api.github.com" }, held.token);
+        this.#d.hooks?.revoked?.("success");
+        log.info("Revoked token");
+      } catch (err) {
+        this.#d.hooks?.revoked?.("failure");
+        const e = toGhatError(err, "GitHubUnavailable");
+        if (attempts < this.#d.options.maxRevokeAttemptsOnDelete && e.retryable) {
+          this.#revokeAttempts.set(key, attempts);
+          throw e;
+        }
+        await this.#event(token, "Warning", "RevokeFailed", `Gave up revoking the token after ${attempts} attempts (${e.message}); it expires at ${iso(held.expiresAt)}`);
+      }
+    }
+    for (const s of ours) await this.#d.kube.deleteSecret(ns, s.name);
+    await this.#d.kube.setFinalizer("githubapptokens", ns, name, token.metadata.finalizers ?? [], rv(token), false);
+    log.info({ secrets: ours.map((s) => s.name) }, "Finalized GitHubAppToken");
+    this.#forget(key);
+  }
+
+  #revokeLater(app: ResolvedApp, token: string): void {
+    const after = this.#d.options.revokeSupersededAfterMs;
+    if (after <= 0) return;
+    this.#d.clock.setTimer(after, () => {
+      this.#d.github.revoke(app, token).then(
+        () => this.#d.hooks?.revoked?.("success"),
+        (err: unknown) => {
+          this.#d.hooks?.revoked?.("failure");
+          this.#d.log.warn({ err }, "Failed to revoke a superseded token; it expires by itself within the hour");
+        },
+      );
+    });
+  }
+
+  async #event(token: GitHubAppToken, type: "Normal" | "Warning", reason: string, message: string) {
+    try {
+      await this.#d.kube.event(
+        { kind: "GitHubAppToken", name: token.metadata.name, namespace: token.metadata.namespace ?? "", uid: token.metadata.uid },
+        type,
+        reason,
+        message,
+      );
+    } catch (err) {
+      this.#d.log.warn({ err }, "Failed to record event");
+    }
+  }
+
+  #forget(key: string): void {
+    this.#failures.delete(key);
+    this.#revokeAttempts.delete(key);
+    this.#d.forget(key);
+    this.#d.hooks?.expiry?.(key, undefined);
+  }
+}
+
+function decodeSecret(s: ObservedSecretRaw, ownerUid: string): ObservedSecret {
+  return {
+    name: s.metadata?.name ?? "",
+    type: s.type ?? "Opaque",
+    labels: s.metadata?.labels ?? {},
+    annotations: s.metadata?.annotations ?? {},
+    data: Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")])),
+    ownedByToken: ownerUid !== "" && (s.metadata?.ownerReferences ?? []).some((r) => r.uid === ownerUid),
+  };
+}
+
+/** What GitHub did not grant, in words. */
+export function grantShortfall(token: GitHubAppToken, minted: Minted): string[] {
+  const out: string[] = [];
+  for (const [perm, level] of Object.entries(token.spec.permissions ?? {})) {
+    const got = minted.permissions[perm];
+    if (got === undefined) out.push(`${perm} not granted`);
+    else if (got !== level && !(level === "read" && (got === "write" || got === "admin"))) out.push(`${perm}: ${got} instead of ${level}`);
+  }
+  if (minted.repositories && token.spec.repositories) {
+    const granted = new Set(minted.repositories.map((r) => (r.split("/")[1] ?? r).toLowerCase()));
+    const missing = token.spec.repositories.filter((r) => !granted.has(r.toLowerCase()));
+    if (missing.length > 0) out.push(`repositories not granted: ${missing.join(", ")}`);
+  }
+  return out;
+}
+
+function rv(token: GitHubAppToken): string {
+  return token.metadata.resourceVersion ?? "";
+}
+
+const iso = rfc3339;
+
+function pick(obj: Record<string, unknown>, keys: string[]): Record<string, unknown> {
+  return Object.fromEntries(keys.filter((k) => obj[k] !== undefined).map((k) => [k, obj[k]]));
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(sortKeys(a)) === JSON.stringify(sortKeys(b));
+}
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v && typeof v === "object") {
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([, x]) => x !== undefined)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, x]) => [k, sortKeys(x)]),
+    );
+  }
+  return v;
+}

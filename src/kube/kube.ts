@@ -1,0 +1,196 @@
+import {
+  ApiException,
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  KubernetesObjectApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Secret,
+} from "@kubernetes/client-node";
+import { apiVersion, group, version } from "../api/meta.ts";
+import type { Clock } from "../clock.ts";
+import { GhatError, redact } from "../core/errors.ts";
+import type { DesiredSecret } from "../core/outputs.ts";
+
+/** The only field manager ghat applies with. */
+export const fieldManager = "ghat";
+export const finalizer = "ghat.dev/revoke-token";
+
+export interface OwnerRef {
+  kind: "GitHubAppToken";
+  name: string;
+  uid: string;
+}
+
+export interface ObjectRef {
+  kind: string;
+  name: string;
+  namespace: string;
+  uid?: string | undefined;
+}
+
+/** Everything ghat writes to the API server. The reconciler depends on this, not on client-node. */
+export interface KubeWriter {
+  applySecret(namespace: string, secret: DesiredSecret, owner: OwnerRef, observedType: string | undefined): Promise<void>;
+  deleteSecret(namespace: string, name: string): Promise<void>;
+  applyTokenStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void>;
+  setFinalizer(
+    plural: string,
+    namespace: string,
+    name: string,
+    current: readonly string[],
+    resourceVersion: string,
+    present: boolean,
+  ): Promise<void>;
+  event(ref: ObjectRef, type: "Normal" | "Warning", reason: string, message: string): Promise<void>;
+}
+
+/** The KubeWriter on a real API server: server-side apply for Secrets and status. */
+export class KubeClient implements KubeWriter {
+  readonly #objects: KubernetesObjectApi;
+  readonly #core: CoreV1Api;
+  readonly #custom: CustomObjectsApi;
+  readonly #clock: Clock;
+
+  constructor(kubeConfig: KubeConfig, clock: Clock) {
+    this.#objects = KubernetesObjectApi.makeApiClient(kubeConfig);
+    this.#core = kubeConfig.makeApiClient(CoreV1Api);
+    this.#custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#clock = clock;
+  }
+
+  get core(): CoreV1Api {
+    return this.#core;
+  }
+
+  get custom(): CustomObjectsApi {
+    return this.#custom;
+  }
+
+  async applySecret(namespace: string, secret: DesiredSecret, owner: OwnerRef, observedType: string | undefined) {
+    // A Secret's type is immutable: a format change that changes the type replaces the Secret.
+    if (observedType !== undefined && observedType !== secret.type) await this.deleteSecret(namespace, secret.name);
+    const body: V1Secret = {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: {
+        name: secret.name,
+        namespace,
+        labels: secret.labels,
+        annotations: secret.annotations,
+        ownerReferences: [
+          { apiVersion, kind: owner.kind, name: owner.name, uid: owner.uid, controller: true, blockOwnerDeletion: true },
+        ],
+      },
+      type: secret.type,
+      data: Object.fromEntries(Object.entries(secret.data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])),
+    };
+    await call(`apply Secret ${namespace}/${secret.name}`, () =>
+      this.#objects.patch(body, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
+    );
+  }
+
+  async deleteSecret(namespace: string, name: string) {
+    await call(`delete Secret ${namespace}/${name}`, () => this.#core.deleteNamespacedSecret({ namespace, name }), [404]);
+  }
+
+  async applyTokenStatus(namespace: string, name: string, status: Record<string, unknown>) {
+    const body = { apiVersion, kind: "GitHubAppToken", metadata: { name, namespace }, status };
+    await call(`apply status of GitHubAppToken ${namespace}/${name}`, () =>
+      this.#custom.patchNamespacedCustomObjectStatus(
+        { group, version, namespace, plural: "githubapptokens", name, body, fieldManager, force: true },
+        setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
+      ),
+    );
+  }
+
+  async setFinalizer(
+    plural: string,
+    namespace: string,
+    name: string,
+    current: readonly string[],
+    resourceVersion: string,
+    present: boolean,
+  ) {
+    const index = current.indexOf(finalizer);
+    if (present === index >= 0) return;
+    // JSON Patch guarded by resourceVersion: never clobbers another controller's finalizers.
+    const guard = { op: "test", path: "/metadata/resourceVersion", value: resourceVersion };
+    const body = present
+      ? current.length === 0
+        ? [guard, { op: "add", path: "/metadata/finalizers", value: [finalizer] }]
+        : [guard, { op: "add", path: "/metadata/finalizers/-", value: finalizer }]
+      : [guard, { op: "remove", path: `/metadata/finalizers/${index}` }];
+    await call(
+      `${present ? "add" : "remove"} finalizer on ${namespace}/${name}`,
+      () =>
+        this.#custom.patchNamespacedCustomObject(
+          { group, version, namespace, plural, name, body },
+          setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
+        ),
+      present ? [] : [404],
+    );
+  }
+
+  async event(ref: ObjectRef, type: "Normal" | "Warning", reason: string, message: string) {
+    const now = new Date(this.#clock.now());
+    await call(`record event on ${ref.namespace}/${ref.name}`, () =>
+      this.#core.createNamespacedEvent({
+        namespace: ref.namespace,
+        body: {
+          metadata: { generateName: `${ref.name}.`, namespace: ref.namespace },
+          involvedObject: {
+            apiVersion,
+            kind: ref.kind,
+            name: ref.name,
+            namespace: ref.namespace,
+            ...(ref.uid ? { uid: ref.uid } : {}),
+          },
+          type,
+          reason,
+          message: redact(message).slice(0, 1024),
+          source: { component: "ghat" },
+          reportingComponent: "ghat.dev/controller",
+          reportingInstance: "ghat",
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        },
+      }),
+    );
+  }
+}
+
+/** Runs an API call, turning failures into a GhatError that carries the status and no secrets. */
+export async function call<T>(what: string, fn: () => Promise<T>, ignore: readonly number[] = []): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    const status = err instanceof ApiException ? err.code : undefined;
+    if (status !== undefined && ignore.includes(status)) return undefined;
+    throw new GhatError("KubernetesError", `Failed to ${what}: ${describe(err)}`, {
+      ...(status === undefined ? {} : { status }),
+      cause: err,
+    });
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof ApiException) {
+    const body: unknown = err.body;
+    let message = "";
+    if (typeof body === "string") {
+      try {
+        const parsed: unknown = JSON.parse(body);
+        if (parsed && typeof parsed === "object" && "message" in parsed) message = String(parsed.message);
+      } catch {
+        message = body.slice(0, 300);
+      }
+    } else if (body && typeof body === "object" && "message" in body) {
+      message = String(body.message);
+    }
+    return redact(`HTTP ${err.code}${message ? `: ${message}` : ""}`);
+  }
+  return redact(err instanceof Error ? err.message : String(err));
+}

@@ -1,0 +1,142 @@
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { Writable } from "node:stream";
+import type { GitHubAppToken } from "../../../src/api/githubapptoken.ts";
+import { AppResolver } from "../../../src/controller/apps.ts";
+import type { GitHubGateway, Minted, ObservedSecretRaw } from "../../../src/controller/reconciler.ts";
+import { Reconciler } from "../../../src/controller/reconciler.ts";
+import { GhatError } from "../../../src/core/errors.ts";
+import type { DesiredSecret } from "../../../src/core/outputs.ts";
+import { finalizer, type KubeWriter, type ObjectRef, type OwnerRef } from "../../../src/kube/kube.ts";
+import { createLogger } from "../../../src/log.ts";
+import { FakeClock } from "../fakeclock.ts";
+
+export const keyPair = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const keyPem = keyPair.privateKey.export({ type: "pkcs1", format: "pem" }).toString();
+
+/** An in-memory API server slice: tokens, apps, Secrets, events. */
+export class FakeKube implements KubeWriter {
+  tokens = new Map<string, GitHubAppToken>();
+  apps = new Map<string, unknown>();
+  secrets = new Map<string, ObservedSecretRaw & { metadata: { name: string } }>();
+  keySecrets = new Map<string, Record<string, string>>();
+  events: { reason: string; type: string; message: string }[] = [];
+  writes = 0;
+
+  async applySecret(namespace: string, secret: DesiredSecret, owner: OwnerRef) {
+    this.writes++;
+    this.secrets.set(`${namespace}/${secret.name}`, {
+      type: secret.type,
+      metadata: { name: secret.name, labels: secret.labels, annotations: secret.annotations, ownerReferences: [{ uid: owner.uid }] },
+      data: Object.fromEntries(Object.entries(secret.data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])),
+    });
+  }
+  async deleteSecret(namespace: string, name: string) {
+    this.writes++;
+    this.secrets.delete(`${namespace}/${name}`);
+  }
+  async applyTokenStatus(namespace: string, name: string, status: Record<string, unknown>) {
+    this.writes++;
+    const t = this.tokens.get(`${namespace}/${name}`);
+    if (t) t.status = structuredClone(status) as GitHubAppToken["status"];
+  }
+  async setFinalizer(_plural: string, namespace: string, name: string, current: readonly string[], _rv: string, present: boolean) {
+    this.writes++;
+    const t = this.tokens.get(`${namespace}/${name}`);
+    if (!t) return;
+    t.metadata.finalizers = present ? [...current, finalizer] : current.filter((f) => f !== finalizer);
+    if (!present && t.metadata.deletionTimestamp) this.tokens.delete(`${namespace}/${name}`);
+  }
+  async event(_ref: ObjectRef, type: "Normal" | "Warning", reason: string, message: string) {
+    this.events.push({ type, reason, message });
+  }
+  secretData(ns: string, name: string): Record<string, string> | undefined {
+    const s = this.secrets.get(`${ns}/${name}`);
+    return s && Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]));
+  }
+}
+
+/** A GitHub that mints numbered tokens living `lifetimeMs`, with injectable failures. */
+export class FakeGitHub implements GitHubGateway {
+  minted: string[] = [];
+  revoked: string[] = [];
+  failNext: GhatError[] = [];
+  lifetimeMs = 3_600_000;
+  granted: Record<string, string> | undefined;
+  constructor(readonly clock: FakeClock) {}
+  async mint(_app: unknown, token: GitHubAppToken): Promise<Minted> {
+    const err = this.failNext.shift();
+    if (err) throw err;
+    const value = `ghs_${String(this.minted.length + 1).padStart(36, "0")}`;
+    this.minted.push(value);
+    return {
+      token: value,
+      expiresAt: Math.floor((this.clock.now() + this.lifetimeMs) / 1000) * 1000,
+      installationId: 42,
+      owner: "acme",
+      permissions: this.granted ?? { ...(token.spec.permissions as Record<string, string>) },
+      repositorySelection: "selected",
+      repositories: undefined,
+    };
+  }
+  async revoke(_app: unknown, token: string) {
+    this.revoked.push(token);
+  }
+}
+
+export function tokenObject(overrides: Partial<GitHubAppToken["spec"]> = {}): GitHubAppToken {
+  return {
+    apiVersion: "ghat.dev/v1alpha1",
+    kind: "GitHubAppToken",
+    metadata: { name: "ci", namespace: "team", uid: "uid-1", generation: 1, resourceVersion: "1", finalizers: [finalizer] },
+    spec: {
+      appRef: { kind: "GitHubApp", name: "app" },
+      installation: { owner: "acme" },
+      permissions: { contents: "read" },
+      secrets: [{ name: "ci-token", format: "token" }],
+      refreshPolicy: { refreshBefore: "20m", minRemainingLifetime: "10m" },
+      ...overrides,
+    },
+  };
+}
+
+export function harness(options: { log?: Writable } = {}) {
+  const clock = new FakeClock();
+  const kube = new FakeKube();
+  const github = new FakeGitHub(clock);
+  const requeues = new Map<string, number>();
+  kube.apps.set("GitHubApp/team/app", {
+    apiVersion: "ghat.dev/v1alpha1",
+    kind: "GitHubApp",
+    metadata: { name: "app", namespace: "team" },
+    spec: { appId: 1, privateKeySecretRef: { name: "app-key", key: "private-key.pem" }, baseUrl: "https://api.github.com" },
+  });
+  kube.keySecrets.set("team/app-key", { "private-key.pem": Buffer.from(keyPem).toString("base64") });
+  const log = createLogger({ level: "debug", destination: options.log ?? new Writable({ write: (_c, _e, cb) => cb() }) });
+  const reconciler = new Reconciler({
+    clock,
+    log,
+    kube,
+    github,
+    source: {
+      token: (ns, name) => kube.tokens.get(`${ns}/${name}`),
+      secret: async (ns, name) => kube.secrets.get(`${ns}/${name}`),
+    },
+    apps: new AppResolver({
+      operatorNamespace: "ghat-system",
+      parseKey: (pem: string): KeyObject => {
+        if (!pem.includes("PRIVATE KEY")) throw new GhatError("InvalidPrivateKey", "not a PEM key");
+        return keyPair.privateKey;
+      },
+      source: {
+        app: (kind, ns, name) => kube.apps.get(`${kind}/${ns}/${name}`),
+        keySecret: async (ns, name) => kube.keySecrets.get(`${ns}/${name}`),
+        namespaceLabels: () => ({}),
+      },
+    }),
+    requeueAt: (key, at) => requeues.set(key, at),
+    forget: (key) => requeues.delete(key),
+    random: () => 0.5,
+    options: { revokeSupersededAfterMs: 60_000, maxRevokeAttemptsOnDelete: 3, terminalRetryMs: 15 * 60_000 },
+  });
+  return { clock, kube, github, reconciler, requeues };
+}

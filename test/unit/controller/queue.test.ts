@@ -1,0 +1,133 @@
+import { describe, expect, it } from "vitest";
+import { WorkQueue } from "../../../src/controller/queue.ts";
+import { FakeClock } from "../fakeclock.ts";
+
+function deferred() {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+describe("WorkQueue", () => {
+  it("collapses duplicate adds of a waiting key into one run", async () => {
+    const seen: string[] = [];
+    const gate = deferred();
+    const q = new WorkQueue({
+      clock: new FakeClock(),
+      workers: 1,
+      process: async (k) => {
+        seen.push(k);
+        if (k === "a") await gate.promise;
+      },
+    });
+    q.add("a");
+    q.add("b");
+    q.add("b");
+    q.add("b");
+    gate.resolve();
+    await q.idle();
+    expect(seen).toEqual(["a", "b"]);
+  });
+
+  it("never runs one key twice at once, and runs it again if it was added meanwhile", async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let runs = 0;
+    const gate = deferred();
+    const q = new WorkQueue({
+      clock: new FakeClock(),
+      workers: 4,
+      process: async () => {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        runs++;
+        if (runs === 1) await gate.promise;
+        inFlight--;
+      },
+    });
+    q.add("k");
+    q.add("k");
+    q.add("k");
+    gate.resolve();
+    await q.idle();
+    expect(maxInFlight).toBe(1);
+    expect(runs).toBe(2);
+  });
+
+  it("runs a delayed key when its time comes, keeping only the earliest time", async () => {
+    const clock = new FakeClock();
+    const seen: string[] = [];
+    const q = new WorkQueue({ clock, workers: 1, process: async (k) => void seen.push(k) });
+    q.addAt("k", clock.now() + 10_000);
+    q.addAt("k", clock.now() + 5_000);
+    q.addAt("k", clock.now() + 20_000);
+    expect(q.scheduledAt("k")).toBe(clock.now() + 5_000);
+    clock.advance(4_999);
+    await q.idle();
+    expect(seen).toEqual([]);
+    clock.advance(1);
+    await q.idle();
+    expect(seen).toEqual(["k"]);
+    clock.advance(60_000);
+    await q.idle();
+    expect(seen).toEqual(["k"]);
+  });
+
+  it("an immediate add replaces a pending delayed one", async () => {
+    const clock = new FakeClock();
+    const seen: string[] = [];
+    const q = new WorkQueue({ clock, workers: 1, process: async (k) => void seen.push(k) });
+    q.addAt("k", clock.now() + 10_000);
+    q.add("k");
+    await q.idle();
+    clock.advance(10_000);
+    await q.idle();
+    expect(seen).toEqual(["k"]);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("keeps working when process throws", async () => {
+    const seen: string[] = [];
+    const q = new WorkQueue({
+      clock: new FakeClock(),
+      workers: 1,
+      process: async (k) => {
+        seen.push(k);
+        if (k === "bad") throw new Error("boom");
+      },
+    });
+    q.add("bad");
+    q.add("good");
+    await q.idle();
+    expect(seen).toEqual(["bad", "good"]);
+  });
+
+  it("shutdown waits for in-flight work and drops the rest", async () => {
+    const gate = deferred();
+    const seen: string[] = [];
+    const clock = new FakeClock();
+    const q = new WorkQueue({
+      clock,
+      workers: 1,
+      process: async (k) => {
+        seen.push(k);
+        await gate.promise;
+      },
+    });
+    q.add("a");
+    q.add("b");
+    q.addAt("c", clock.now() + 1000);
+    let done = false;
+    const stopping = q.shutdown().then(() => {
+      done = true;
+    });
+    await Promise.resolve();
+    expect(done).toBe(false);
+    gate.resolve();
+    await stopping;
+    clock.advance(5000);
+    expect(seen).toEqual(["a"]);
+  });
+});

@@ -1,0 +1,166 @@
+import { Writable } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { GhatError } from "../../../src/core/errors.ts";
+import { harness, tokenObject } from "./fakes.ts";
+
+const key = "team/ci";
+const ready = (t: { status?: { conditions?: { type: string }[] } } | undefined) =>
+  t?.status?.conditions?.find((c) => c.type === "Ready");
+
+describe("Reconciler", () => {
+  it("mints, writes the Secret and status, and schedules the refresh from expires_at", async () => {
+    const { kube, github, reconciler, requeues, clock } = harness();
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(1);
+    expect(kube.secretData("team", "ci-token")).toEqual({ token: github.minted[0] });
+    const t = kube.tokens.get(key);
+    expect(ready(t)).toMatchObject({ status: "True", reason: "Issued" });
+    expect(t?.status?.expiresAt).toBe("2026-11-24T13:00:00Z");
+    const refreshAt = requeues.get(key) ?? 0;
+    expect(refreshAt).toBeGreaterThanOrEqual(clock.now() + 36 * 60_000);
+    expect(refreshAt).toBeLessThanOrEqual(clock.now() + 40 * 60_000);
+    expect(t?.status?.refreshAt).toBe(new Date(refreshAt).toISOString().replace(".000", ""));
+  });
+
+  it("writes nothing and mints nothing when reconciled again before the refresh time", async () => {
+    const { kube, github, reconciler } = harness();
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    const writes = kube.writes;
+    await reconciler.reconcile(key);
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(1);
+    expect(kube.writes).toBe(writes);
+  });
+
+  it("refreshes at refreshAt and revokes the superseded token after the grace period", async () => {
+    const { kube, github, reconciler, requeues, clock } = harness();
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    clock.advance((requeues.get(key) ?? 0) - clock.now());
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(2);
+    expect(kube.secretData("team", "ci-token")).toEqual({ token: github.minted[1] });
+    expect(github.revoked).toEqual([]);
+    clock.advance(60_000);
+    expect(github.revoked).toEqual([github.minted[0]]);
+  });
+
+  it("keeps the old token in the Secret while GitHub fails, says so in Ready, and backs off", async () => {
+    const { kube, github, reconciler, requeues, clock } = harness();
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    clock.advance((requeues.get(key) ?? 0) - clock.now());
+    github.failNext.push(new GhatError("GitHubUnavailable", "GitHub answered 503", { status: 503 }));
+    await reconciler.reconcile(key);
+    expect(kube.secretData("team", "ci-token")).toEqual({ token: github.minted[0] });
+    expect(ready(kube.tokens.get(key))).toMatchObject({ status: "True", reason: "GitHubUnavailable" });
+    const retryIn = (requeues.get(key) ?? 0) - clock.now();
+    expect(retryIn).toBeGreaterThanOrEqual(500);
+    expect(retryIn).toBeLessThanOrEqual(1_000);
+    expect(kube.events.map((e) => e.reason)).toContain("GitHubUnavailable");
+    clock.advance(retryIn);
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(2);
+    expect(ready(kube.tokens.get(key))).toMatchObject({ status: "True", reason: "Issued" });
+  });
+
+  it("honours the rate-limit reset time GitHub gave", async () => {
+    const { kube, github, reconciler, requeues, clock } = harness();
+    kube.tokens.set(key, tokenObject());
+    github.failNext.push(new GhatError("RateLimited", "rate limited", { status: 403, retryAt: clock.now() + 600_000 }));
+    await reconciler.reconcile(key);
+    expect(requeues.get(key)).toBe(clock.now() + 600_000);
+    expect(ready(kube.tokens.get(key))).toMatchObject({ status: "False", reason: "RateLimited" });
+  });
+
+  it("never overwrites a Secret it does not own and reports SecretConflict", async () => {
+    const { kube, github, reconciler, requeues } = harness();
+    kube.tokens.set(key, tokenObject());
+    kube.secrets.set("team/ci-token", { type: "Opaque", metadata: { name: "ci-token" }, data: { token: "b3RoZXI=" } });
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(0);
+    expect(kube.secretData("team", "ci-token")).toEqual({ token: "other" });
+    expect(ready(kube.tokens.get(key))).toMatchObject({ status: "False", reason: "SecretConflict" });
+    expect(requeues.has(key)).toBe(false);
+  });
+
+  it("restores a deleted Secret without minting", async () => {
+    const { kube, github, reconciler } = harness();
+    kube.tokens.set(key, tokenObject({ secrets: [{ name: "ci-token", format: "token" }, { name: "ci-flux", format: "basicAuth" }] }));
+    await reconciler.reconcile(key);
+    kube.secrets.delete("team/ci-flux");
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(1);
+    expect(kube.secretData("team", "ci-flux")).toEqual({ username: "x-access-token", password: github.minted[0] });
+  });
+
+  it("re-mints at once when the spec's scope changes", async () => {
+    const { kube, github, reconciler } = harness();
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    kube.tokens.set(key, { ...tokenObject({ permissions: { contents: "write" } }), status: kube.tokens.get(key)?.status });
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(2);
+  });
+
+  it("says when GitHub granted less than asked", async () => {
+    const { kube, github, reconciler } = harness();
+    github.granted = { contents: "read" };
+    kube.tokens.set(key, tokenObject({ permissions: { contents: "read", issues: "write" } }));
+    await reconciler.reconcile(key);
+    const scope = kube.tokens.get(key)?.status?.conditions?.find((c) => c.type === "ScopeMatched");
+    expect(scope).toMatchObject({ status: "False", reason: "PartiallyGranted" });
+    expect(scope?.message).toContain("issues not granted");
+  });
+
+  it("reports a missing App, then recovers when it appears", async () => {
+    const { kube, github, reconciler } = harness();
+    const app = kube.apps.get("GitHubApp/team/app");
+    kube.apps.delete("GitHubApp/team/app");
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    expect(ready(kube.tokens.get(key))).toMatchObject({ status: "False", reason: "AppNotFound" });
+    kube.apps.set("GitHubApp/team/app", app);
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(1);
+  });
+
+  it("reports an unreadable key as InvalidPrivateKey without echoing it", async () => {
+    const { kube, reconciler } = harness();
+    kube.keySecrets.set("team/app-key", { "private-key.pem": Buffer.from("ssh-ed25519 AAAA secret").toString("base64") });
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    const r = ready(kube.tokens.get(key)) as { reason: string; message: string };
+    expect(r.reason).toBe("InvalidPrivateKey");
+    expect(r.message).not.toContain("AAAA");
+  });
+
+  it("on delete revokes the token, removes the Secrets and the finalizer", async () => {
+    const { kube, github, reconciler } = harness();
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    const t = kube.tokens.get(key);
+    if (!t) throw new Error("missing");
+    t.metadata.deletionTimestamp = "2026-11-24T12:10:00Z";
+    await reconciler.reconcile(key);
+    expect(github.revoked).toEqual([github.minted[0]]);
+    expect(kube.secrets.size).toBe(0);
+    expect(kube.tokens.has(key)).toBe(false);
+  });
+
+  it("never writes the token into logs, status or events", async () => {
+    const chunks: string[] = [];
+    const sink = new Writable({ write: (c, _e, cb) => (chunks.push(String(c)), cb()) });
+    const { kube, github, reconciler, clock, requeues } = harness({ log: sink });
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    clock.advance((requeues.get(key) ?? 0) - clock.now());
+    github.failNext.push(new GhatError("GitHubUnavailable", "boom"));
+    await reconciler.reconcile(key);
+    const visible = chunks.join("") + JSON.stringify(kube.tokens.get(key)?.status) + JSON.stringify(kube.events);
+    for (const token of github.minted) expect(visible).not.toContain(token);
+    expect(visible).not.toContain("PRIVATE KEY");
+  });
+});
