@@ -24,6 +24,7 @@ export class WorkQueue {
   readonly #idleWaiters: (() => void)[] = [];
   #active = 0;
   #stopped = false;
+  #paused = false;
 
   constructor(options: WorkQueueOptions) {
     this.#opts = options;
@@ -70,6 +71,20 @@ export class WorkQueue {
     return this.#delayed.get(key)?.at;
   }
 
+  /** Keep accepting keys but start no work (a replica that is not the leader). */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#pump();
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
   get depth(): number {
     return this.#queue.length;
   }
@@ -80,7 +95,7 @@ export class WorkQueue {
 
   /** Resolves when nothing is queued or in flight. */
   idle(): Promise<void> {
-    if (this.#queue.length === 0 && this.#active === 0) return Promise.resolve();
+    if ((this.#queue.length === 0 || this.#paused) && this.#active === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
@@ -102,7 +117,7 @@ export class WorkQueue {
   }
 
   #pump(): void {
-    while (!this.#stopped && this.#active < this.#opts.workers && this.#queue.length > 0) {
+    while (!this.#stopped && !this.#paused && this.#active < this.#opts.workers && this.#queue.length > 0) {
       const key = this.#queue.shift() as string;
       this.#dirty.delete(key);
       this.#processing.add(key);

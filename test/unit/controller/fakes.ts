@@ -62,7 +62,10 @@ export class FakeGitHub implements GitHubGateway {
   failNext: GhatError[] = [];
   lifetimeMs = 3_600_000;
   granted: Record<string, string> | undefined;
-  constructor(readonly clock: FakeClock) {}
+  readonly clock: FakeClock;
+  constructor(clock: FakeClock) {
+    this.clock = clock;
+  }
   async mint(_app: unknown, token: GitHubAppToken): Promise<Minted> {
     const err = this.failNext.shift();
     if (err) throw err;

@@ -130,4 +130,19 @@ describe("WorkQueue", () => {
     clock.advance(5000);
     expect(seen).toEqual(["a"]);
   });
+
+  it("while paused keeps keys (deduplicated) and runs them on resume", async () => {
+    const seen: string[] = [];
+    const q = new WorkQueue({ clock: new FakeClock(), workers: 2, process: async (k) => void seen.push(k) });
+    q.pause();
+    q.add("a");
+    q.add("b");
+    q.add("a");
+    await q.idle();
+    expect(seen).toEqual([]);
+    expect(q.depth).toBe(2);
+    q.resume();
+    await q.idle();
+    expect(seen.sort()).toEqual(["a", "b"]);
+  });
 });

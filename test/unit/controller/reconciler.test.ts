@@ -1,11 +1,11 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
+import type { GitHubAppToken } from "../../../src/api/githubapptoken.ts";
 import { GhatError } from "../../../src/core/errors.ts";
 import { harness, tokenObject } from "./fakes.ts";
 
 const key = "team/ci";
-const ready = (t: { status?: { conditions?: { type: string }[] } } | undefined) =>
-  t?.status?.conditions?.find((c) => c.type === "Ready");
+const ready = (t: GitHubAppToken | undefined) => t?.status?.conditions?.find((c) => c.type === "Ready");
 
 describe("Reconciler", () => {
   it("mints, writes the Secret and status, and schedules the refresh from expires_at", async () => {

@@ -1,0 +1,90 @@
+import { createServer, type Server } from "node:http";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/**
+ * ghat's Prometheus metrics. Labels never carry a token, a key or a message: only
+ * namespace/name, routes, status codes, reasons and installation ids.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly tokenExpiry = new Gauge({
+    name: "ghat_token_expiry_timestamp_seconds",
+    help: "When the token currently in the Secrets expires (GitHub's expires_at), per GitHubAppToken.",
+    labelNames: ["namespace", "name"],
+    registers: [this.registry],
+  });
+  readonly refreshes = new Counter({
+    name: "ghat_token_refreshes_total",
+    help: "Mint attempts by result: success or the error reason.",
+    labelNames: ["result"],
+    registers: [this.registry],
+  });
+  readonly githubRequests = new Counter({
+    name: "ghat_github_requests_total",
+    help: "Requests to GitHub by route (operation id) and HTTP status (0: no response).",
+    labelNames: ["route", "status"],
+    registers: [this.registry],
+  });
+  readonly githubDuration = new Histogram({
+    name: "ghat_github_request_duration_seconds",
+    help: "Latency of GitHub requests by route.",
+    labelNames: ["route"],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly rateLimitRemaining = new Gauge({
+    name: "ghat_github_rate_limit_remaining",
+    help: "x-ratelimit-remaining last seen per installation.",
+    labelNames: ["installation"],
+    registers: [this.registry],
+  });
+  readonly rateLimitLimit = new Gauge({
+    name: "ghat_github_rate_limit_limit",
+    help: "x-ratelimit-limit last seen per installation.",
+    labelNames: ["installation"],
+    registers: [this.registry],
+  });
+  readonly reconcileDuration = new Histogram({
+    name: "ghat_reconcile_duration_seconds",
+    help: "Time to reconcile one GitHubAppToken.",
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({
+    name: "ghat_workqueue_depth",
+    help: "Keys waiting in the work queue.",
+    registers: [this.registry],
+  });
+  readonly leader = new Gauge({
+    name: "ghat_leader",
+    help: "1 while this replica holds the leader Lease.",
+    registers: [this.registry],
+  });
+  readonly revocations = new Counter({
+    name: "ghat_token_revocations_total",
+    help: "Token revocations by result.",
+    labelNames: ["result"],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: "ghat_" });
+  }
+}
+
+export function startMetricsServer(metrics: Metrics, port: number, host: string): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.url !== "/metrics") {
+      res.writeHead(404).end("not found\n");
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
+      () => res.writeHead(500).end("metrics failed\n"),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}
