@@ -18,13 +18,26 @@ const schema = z.object({
   bindAddress: z.string().default("0.0.0.0"),
   revokeSupersededAfter: durationString.default("5m").describe("Grace before a superseded token is revoked (0s: never)"),
   terminalRetry: durationString.default("15m").describe("Retry interval for errors only GitHub-side changes fix"),
-  githubTimeout: durationString.default("10s"),
+  githubTimeout: durationString.default("10s").describe("Timeout of one GitHub request"),
+  leaderElect: z
+    .enum(["true", "false"])
+    .default("false")
+    .transform((v) => v === "true")
+    .describe("Only the holder of a Lease reconciles (set for more than one replica)"),
+  leaderElectionNamespace: z.string().optional().describe("Namespace of the Lease (default: operator namespace)"),
+  leaderElectionId: z.string().default("ghat-leader").describe("Name of the Lease"),
+  leaseDuration: durationString.default("15s"),
+  renewDeadline: durationString.default("10s"),
+  retryPeriod: durationString.default("2s"),
 });
 
 export type Config = z.output<typeof schema> & {
   revokeSupersededAfterMs: number;
   terminalRetryMs: number;
   githubTimeoutMs: number;
+  leaseDurationMs: number;
+  renewDeadlineMs: number;
+  retryPeriodMs: number;
 };
 
 const flagToEnv = (flag: string) => `GHAT_${flag.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
@@ -58,5 +71,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     revokeSupersededAfterMs: parseDuration(parsed.data.revokeSupersededAfter.replace(/^0$/, "0s")),
     terminalRetryMs: parseDuration(parsed.data.terminalRetry),
     githubTimeoutMs: parseDuration(parsed.data.githubTimeout),
+    leaseDurationMs: parseDuration(parsed.data.leaseDuration),
+    renewDeadlineMs: parseDuration(parsed.data.renewDeadline),
+    retryPeriodMs: parseDuration(parsed.data.retryPeriod),
   };
 }

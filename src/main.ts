@@ -1,5 +1,6 @@
-import { KubeConfig } from "@kubernetes/client-node";
+import { hostname } from "node:os";
 import type { AddressInfo } from "node:net";
+import { CoordinationV1Api, KubeConfig } from "@kubernetes/client-node";
 import { type Clock, systemClock } from "./clock.ts";
 import { type Config, parseConfig, usage } from "./config.ts";
 import { AppResolver } from "./controller/apps.ts";
@@ -10,23 +11,38 @@ import { parsePrivateKey } from "./github/privatekey.ts";
 import { startHealthServer } from "./health.ts";
 import { ClusterCache } from "./kube/cache.ts";
 import { KubeClient } from "./kube/kube.ts";
+import { LeaderElector } from "./kube/lease.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { Metrics, startMetricsServer } from "./metrics.ts";
 
 export interface Operator {
-  /** Port of /healthz and /readyz. */
   healthPort: number;
+  metricsPort: number;
   controller: Controller;
   cache: ClusterCache;
+  metrics: Metrics;
+  /** True while this replica reconciles (always, without leader election). */
+  leading(): boolean;
+  /** Finish in-flight work, release the lease, stop watches and servers. */
   stop(): Promise<void>;
 }
 
+export interface OperatorDeps {
+  clock?: Clock;
+  log?: Logger;
+  /** Called when the lease is lost (default in `ghat run`: exit so the pod restarts clean). */
+  onLostLeadership?: () => void;
+  identity?: string;
+}
+
 /** The composition root: builds the real clients and starts the operator. */
-export async function startOperator(config: Config, deps: { clock?: Clock; log?: Logger } = {}): Promise<Operator> {
+export async function startOperator(config: Config, deps: OperatorDeps = {}): Promise<Operator> {
   const clock = deps.clock ?? systemClock;
   const log = deps.log ?? createLogger({ level: config.logLevel, pretty: config.logFormat === "pretty" });
   const kubeConfig = new KubeConfig();
   if (config.kubeconfig) kubeConfig.loadFromFile(config.kubeconfig);
   else kubeConfig.loadFromCluster();
+  const metrics = new Metrics();
 
   const kube = new KubeClient(kubeConfig, clock);
   let controller: Controller | undefined;
@@ -38,7 +54,15 @@ export async function startOperator(config: Config, deps: { clock?: Clock; log?:
     onChange: (kind, obj, event) => controller?.onChange(kind, obj, event),
     onResync: (kind) => controller?.onResync(kind),
   });
-  controller = new Controller({ clock, log, cache, workers: config.workers, operatorNamespace: config.operatorNamespace });
+  controller = new Controller({
+    clock,
+    log,
+    cache,
+    workers: config.workers,
+    operatorNamespace: config.operatorNamespace,
+    onDepth: (depth) => metrics.queueDepth.set(depth),
+    onReconciled: (ms) => metrics.reconcileDuration.observe(ms / 1000),
+  });
   const queue = controller.queue;
   const reconciler = new Reconciler({
     clock,
@@ -57,7 +81,19 @@ export async function startOperator(config: Config, deps: { clock?: Clock; log?:
         namespaceLabels: (ns) => cache.namespaceLabels(ns),
       },
     }),
-    github: createGateway({ clock, log, timeoutMs: config.githubTimeoutMs }),
+    github: createGateway({
+      clock,
+      log,
+      timeoutMs: config.githubTimeoutMs,
+      onRequest: ({ route, status, durationMs }) => {
+        metrics.githubRequests.inc({ route, status: String(status) });
+        metrics.githubDuration.observe({ route }, durationMs / 1000);
+      },
+      onRateLimit: (installationId, rl) => {
+        metrics.rateLimitRemaining.set({ installation: String(installationId) }, rl.remaining);
+        metrics.rateLimitLimit.set({ installation: String(installationId) }, rl.limit);
+      },
+    }),
     requeueAt: (key, at) => queue.addAt(key, at),
     forget: (key) => queue.forget(key),
     random: Math.random,
@@ -66,31 +102,73 @@ export async function startOperator(config: Config, deps: { clock?: Clock; log?:
       maxRevokeAttemptsOnDelete: 5,
       terminalRetryMs: config.terminalRetryMs,
     },
+    hooks: {
+      minted: (_key, result) => metrics.refreshes.inc({ result }),
+      expiry: (key, expiresAt) => {
+        const [namespace = "", name = ""] = key.split("/");
+        if (expiresAt === undefined) metrics.tokenExpiry.remove({ namespace, name });
+        else metrics.tokenExpiry.set({ namespace, name }, expiresAt / 1000);
+      },
+      revoked: (result) => metrics.revocations.inc({ result }),
+    },
   });
   controller.bind(reconciler);
+
+  let elector: LeaderElector | undefined;
+  if (config.leaderElect) {
+    queue.pause();
+    elector = new LeaderElector({
+      api: kubeConfig.makeApiClient(CoordinationV1Api),
+      namespace: config.leaderElectionNamespace ?? config.operatorNamespace,
+      name: config.leaderElectionId,
+      identity: deps.identity ?? `${hostname()}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`,
+      clock,
+      log,
+      leaseDurationMs: config.leaseDurationMs,
+      renewDeadlineMs: config.renewDeadlineMs,
+      retryPeriodMs: config.retryPeriodMs,
+      onStartedLeading: () => {
+        metrics.leader.set(1);
+        queue.resume();
+      },
+      onStoppedLeading: () => {
+        metrics.leader.set(0);
+        queue.pause();
+        deps.onLostLeadership?.();
+      },
+    });
+  } else {
+    metrics.leader.set(1);
+  }
 
   const health = await startHealthServer(config.healthPort, config.bindAddress, {
     live: () => true,
     ready: () => cache.synced,
   });
+  const metricsServer = await startMetricsServer(metrics, config.metricsPort, config.bindAddress);
   await cache.start();
-  log.info({ namespaces: config.namespaces.length ? config.namespaces : "all" }, "Started ghat");
+  elector?.start();
+  log.info({ namespaces: config.namespaces.length ? config.namespaces : "all", leaderElect: config.leaderElect }, "Started ghat");
 
   return {
     healthPort: (health.address() as AddressInfo).port,
+    metricsPort: (metricsServer.address() as AddressInfo).port,
     controller,
     cache,
+    metrics,
+    leading: () => (elector ? elector.leading : true),
     async stop() {
       log.info("Stopping ghat");
       await queue.shutdown();
+      await elector?.stop();
       await cache.stop();
-      await new Promise<void>((resolve) => health.close(() => resolve()));
+      await Promise.all([health, metricsServer].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       log.info("Stopped ghat");
     },
   };
 }
 
-/** `ghat run`: parse flags, start, stop on SIGTERM/SIGINT. */
+/** `ghat run`: parse flags, start, stop gracefully on SIGTERM/SIGINT within a bound. */
 export async function runCommand(argv: string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
     process.stdout.write(usage());
@@ -103,11 +181,18 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ghat: ${(err as Error).message}\n`);
     return 2;
   }
-  const operator = await startOperator(config);
+  const operator = await startOperator(config, {
+    onLostLeadership: () => {
+      // Like client-go controllers: a replica that lost its lease exits and restarts clean.
+      process.exit(1);
+    },
+  });
   await new Promise<void>((resolve) => {
     process.once("SIGTERM", resolve);
     process.once("SIGINT", resolve);
   });
+  const bound = setTimeout(() => process.exit(1), 25_000);
+  bound.unref();
   await operator.stop();
   return 0;
 }

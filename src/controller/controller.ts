@@ -22,6 +22,7 @@ export interface ControllerDeps {
   workers: number;
   operatorNamespace: string;
   onDepth?: (depth: number) => void;
+  onReconciled?: (ms: number) => void;
 }
 
 /**
@@ -88,7 +89,9 @@ export class Controller {
   async #process(key: string): Promise<void> {
     const start = this.#d.clock.now();
     await this.#reconciler?.reconcile(key);
-    this.#d.log.trace({ key, ms: this.#d.clock.now() - start }, "Reconciled");
+    const ms = this.#d.clock.now() - start;
+    this.#d.onReconciled?.(ms);
+    this.#d.log.trace({ key, ms }, "Reconciled");
   }
 
   #allTokenKeys(): string[] {
