@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { condition, objectMeta } from "./meta.ts";
+import { permissions } from "./permissions.ts";
 
 /** Fields shared by GitHubApp and ClusterGitHubApp: who the App is and how to reach GitHub. */
 export const appIdentityFields = {
@@ -91,9 +92,34 @@ export const clusterAppPolicy = z
         selector: namespaceSelector.optional(),
       })
       .optional()
-      .describe("Which namespaces may use this App. Unset or empty: none."),
+      .describe("Which namespaces may use this App (by name or label selector). Unset or empty: none."),
+    installations: z
+      .object({
+        ids: z
+          .array(z.number().int().positive().meta({ format: "int64" }))
+          .max(1000)
+          .optional()
+          .describe("Installation ids allowed."),
+        owners: z
+          .array(z.string().min(1).max(39))
+          .max(1000)
+          .optional()
+          .describe("Accounts (organizations or users) whose installations are allowed; '*' allows any."),
+      })
+      .optional()
+      .describe("Which installations tokens may come from. Unset: none."),
+    repositories: z
+      .array(z.string().min(1).max(140))
+      .max(1000)
+      .optional()
+      .describe(
+        "Repositories a token may name, as owner/name globs ('acme/*', 'acme/svc-*', '*/*'). A token must name its repositories unless '*/*' is allowed. Unset: none.",
+      ),
+    maxPermissions: permissions
+      .optional()
+      .describe("The most a token may ask for, per permission; a token must name its permissions. Unset: none."),
   })
-  .describe("Who may use this App. Safe by default: nothing is allowed that the policy does not allow.");
+  .describe("Who may use this App and for what. Safe by default: nothing is allowed that the policy does not allow.");
 export type ClusterAppPolicy = z.infer<typeof clusterAppPolicy>;
 
 export const clusterGitHubAppSpec = z

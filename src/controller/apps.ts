@@ -1,10 +1,10 @@
 import type { KeyObject } from "node:crypto";
 import { z } from "zod";
-import { clusterGitHubApp, githubApp, type AppSpec } from "../api/githubapp.ts";
+import { type AppSpec, type ClusterAppPolicy, clusterGitHubApp, githubApp } from "../api/githubapp.ts";
 import type { GitHubAppToken } from "../api/githubapptoken.ts";
 import type { ErrorCode } from "../core/errors.ts";
 import { GhatError } from "../core/errors.ts";
-import { evaluatePolicy } from "../core/policy.ts";
+import { evaluatePolicy, type PolicyRequest } from "../core/policy.ts";
 
 /** Reads what the informers cached; no API calls. */
 export interface AppSource {
@@ -31,6 +31,8 @@ export type AppResolution = { ok: true; app: ResolvedApp } | { ok: false; code: 
 
 export interface AppResolverDeps {
   source: AppSource;
+  /** The account login of an installation (cached lookup), for policies on id-named installations. */
+  installationOwner: (app: ResolvedApp, installationId: number) => Promise<string>;
   operatorNamespace: string;
   parseKey: (pem: string) => KeyObject;
 }
@@ -58,6 +60,7 @@ export class AppResolver {
     }
     let spec: AppSpec;
     let keyNamespace: string;
+    let policy: ClusterAppPolicy | undefined;
     if (kind === "GitHubApp") {
       const parsed = githubApp.safeParse(raw);
       if (!parsed.success) return invalidApp(kind, name, parsed.error);
@@ -66,11 +69,9 @@ export class AppResolver {
     } else {
       const parsed = clusterGitHubApp.safeParse(raw);
       if (!parsed.success) return invalidApp(kind, name, parsed.error);
-      const decision = evaluatePolicy(name, parsed.data.spec.policy, {
-        namespace: ns,
-        namespaceLabels: this.#deps.source.namespaceLabels(ns),
-      });
-      if (!decision.allowed) return { ok: false, code: "NotPermitted", message: decision.message };
+      const pre = evaluatePolicy(name, parsed.data.spec.policy, policyRequest(token, ns, this.#deps.source, "*"));
+      if (!pre.allowed && pre.rule !== "repositories") return { ok: false, code: "NotPermitted", message: pre.message };
+      policy = parsed.data.spec.policy;
       spec = parsed.data.spec;
       keyNamespace = this.#deps.operatorNamespace;
     }
@@ -101,18 +102,23 @@ export class AppResolver {
     }
     const issuer = spec.appId !== undefined ? String(spec.appId) : (spec.clientId ?? "");
     const namespace = kind === "GitHubApp" ? ns : undefined;
-    return {
-      ok: true,
-      app: {
-        kind,
-        name,
-        namespace,
-        spec,
-        issuer,
-        key,
-        cacheKey: `${kind}/${namespace ?? ""}/${name}/${issuer}@${spec.baseUrl}`,
-      },
+    const app: ResolvedApp = {
+      kind,
+      name,
+      namespace,
+      spec,
+      issuer,
+      key,
+      cacheKey: `${kind}/${namespace ?? ""}/${name}/${issuer}@${spec.baseUrl}`,
     };
+    if (policy) {
+      const inst = token.spec.installation;
+      const owner =
+        inst.owner ?? inst.repository?.split("/")[0] ?? (inst.id === undefined ? undefined : await this.#deps.installationOwner(app, inst.id));
+      const decision = evaluatePolicy(name, policy, policyRequest(token, ns, this.#deps.source, owner));
+      if (!decision.allowed) return { ok: false, code: "NotPermitted", message: decision.message };
+    }
+    return { ok: true, app };
   }
 
   #key(encoded: string): KeyObject | GhatError {
@@ -129,6 +135,18 @@ export class AppResolver {
     this.#keys.set(encoded, result);
     return result;
   }
+}
+
+function policyRequest(token: GitHubAppToken, ns: string, source: AppSource, owner: string | undefined): PolicyRequest {
+  return {
+    namespace: ns,
+    namespaceLabels: source.namespaceLabels(ns),
+    installation: token.spec.installation,
+    resolvedOwner: owner,
+    permissions: token.spec.permissions,
+    repositories: token.spec.repositories,
+    repositoryIds: token.spec.repositoryIds,
+  };
 }
 
 function invalidApp(kind: string, name: string, error: z.ZodError): AppResolution {

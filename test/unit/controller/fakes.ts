@@ -126,6 +126,7 @@ export function harness(options: { log?: Writable } = {}) {
     },
     apps: new AppResolver({
       operatorNamespace: "ghat-system",
+      installationOwner: async () => "acme",
       parseKey: (pem: string): KeyObject => {
         if (!pem.includes("PRIVATE KEY")) throw new GhatError("InvalidPrivateKey", "not a PEM key");
         return keyPair.privateKey;

@@ -1,0 +1,147 @@
+import { Writable } from "node:stream";
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
+import { stringify } from "yaml";
+import { group, version } from "../../src/api/meta.ts";
+import { parseConfig } from "../../src/config.ts";
+import { createLogger } from "../../src/log.ts";
+import { type Operator, startOperator } from "../../src/main.ts";
+import { generateAppKeyPair } from "../../src/sim/keys.ts";
+import { type Simulator, startSimulator } from "../../src/sim/simulator.ts";
+
+/** Every log line every operator wrote during the run, for the secret-leak scan. */
+export const allLogs: string[] = [];
+
+export interface RunningOperator {
+  operator: Operator;
+  logs: string[];
+  stop(): Promise<void>;
+}
+
+/** Starts the real operator in-process against the shared control plane. */
+export async function runOperator(kubeconfig: string, flags: string[] = []): Promise<RunningOperator> {
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      const line = String(chunk);
+      logs.push(line);
+      allLogs.push(line);
+      cb();
+    },
+  });
+  const config = parseConfig(
+    ["--kubeconfig", kubeconfig, "--health-port", "0", "--metrics-port", "0", "--bind-address", "127.0.0.1", ...flags],
+    {},
+  );
+  const operator = await startOperator(config, { log: createLogger({ level: "debug", destination: sink }) });
+  return { operator, logs, stop: () => operator.stop() };
+}
+
+export const appId = 4242;
+export const installationId = 9001;
+export const owner = "acme";
+
+/** A simulator with one App installed on org "acme" with three repositories. */
+export async function startGitHub(options: { tokenLifetimeSeconds?: number } = {}) {
+  const keys = generateAppKeyPair();
+  const sim: Simulator = await startSimulator({
+    ...(options.tokenLifetimeSeconds ? { tokenLifetimeSeconds: options.tokenLifetimeSeconds } : {}),
+    seed: {
+      apps: [{ id: appId, clientId: "Iv23liE2eTest", slug: "ghat-e2e", name: "ghat e2e", owner, publicKeys: [keys.publicKeyPem] }],
+      installations: [
+        {
+          id: installationId,
+          appId,
+          account: { login: owner, type: "Organization" },
+          permissions: { contents: "write", metadata: "read", issues: "write", pull_requests: "read" },
+          repositorySelection: "all",
+        },
+      ],
+      repositories: [
+        { id: 501, owner, name: "app", private: true },
+        { id: 502, owner, name: "library", private: true },
+        { id: 503, owner, name: "docs", private: false },
+      ],
+    },
+  });
+  return { sim, keys };
+}
+
+export class Kube {
+  readonly kc = new KubeConfig();
+  readonly core: CoreV1Api;
+  readonly custom: CustomObjectsApi;
+  constructor(kubeconfig: string) {
+    this.kc.loadFromFile(kubeconfig);
+    this.core = this.kc.makeApiClient(CoreV1Api);
+    this.custom = this.kc.makeApiClient(CustomObjectsApi);
+  }
+
+  async createKeySecret(namespace: string, name: string, pem: string, key = "private-key.pem") {
+    await this.core.createNamespacedSecret({ namespace, body: { metadata: { name }, stringData: { [key]: pem } } });
+  }
+
+  async createApp(namespace: string, name: string, spec: Record<string, unknown>) {
+    await this.custom.createNamespacedCustomObject({
+      group,
+      version,
+      namespace,
+      plural: "githubapps",
+      body: { apiVersion: `${group}/${version}`, kind: "GitHubApp", metadata: { name }, spec },
+    });
+  }
+
+  async getToken(namespace: string, name: string): Promise<TokenObject | undefined> {
+    try {
+      return (await this.custom.getNamespacedCustomObject({ group, version, namespace, plural: "githubapptokens", name })) as TokenObject;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async secret(namespace: string, name: string) {
+    try {
+      return await this.core.readNamespacedSecret({ namespace, name });
+    } catch {
+      return undefined;
+    }
+  }
+
+  async secretValue(namespace: string, name: string, key = "token"): Promise<string | undefined> {
+    const s = await this.secret(namespace, name);
+    const v = s?.data?.[key];
+    return v === undefined ? undefined : Buffer.from(v, "base64").toString("utf8");
+  }
+}
+
+export interface TokenObject {
+  metadata: { name: string; namespace: string; generation?: number };
+  spec: Record<string, unknown>;
+  status?: {
+    conditions?: { type: string; status: string; reason: string; message: string }[];
+    expiresAt?: string;
+    refreshAt?: string;
+    installationId?: number;
+    permissions?: Record<string, string>;
+    observedGeneration?: number;
+  };
+}
+
+export function ready(t: TokenObject | undefined) {
+  return t?.status?.conditions?.find((c) => c.type === "Ready");
+}
+
+/** YAML for a GitHubAppToken with sensible defaults. */
+export function tokenYaml(name: string, spec: Record<string, unknown>): string {
+  return stringify({
+    apiVersion: `${group}/${version}`,
+    kind: "GitHubAppToken",
+    metadata: { name },
+    spec: {
+      appRef: { name: "app" },
+      installation: { owner },
+      permissions: { contents: "read" },
+      secrets: [{ name: `${name}-token` }],
+      ...spec,
+    },
+  });
+}

@@ -1,0 +1,149 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { installationId, Kube, owner, ready, runOperator, type RunningOperator, startGitHub, tokenYaml } from "./operator.ts";
+import { kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
+
+/**
+ * GitHubAppToken end to end: the real API server, the operator in-process, the simulator
+ * as GitHub. Tokens live 3600 s here unless a test says otherwise.
+ */
+describe("GitHubAppToken on a real API server", () => {
+  let github: Awaited<ReturnType<typeof startGitHub>>;
+  let op: RunningOperator;
+  let kube: Kube;
+
+  beforeAll(async () => {
+    github = await startGitHub();
+    kube = new Kube(kubeconfigPath());
+    op = await runOperator(kubeconfigPath(), ["--revoke-superseded-after", "2s"]);
+  });
+  afterAll(async () => {
+    await op?.stop();
+    await github?.sim.close();
+  });
+
+  async function setup(prefix: string) {
+    const ns = await newNamespace(prefix);
+    await kube.createKeySecret(ns, "app-key", github.keys.privateKeyPkcs1Pem);
+    await kube.createApp(ns, "app", { appId: 4242, privateKeySecretRef: { name: "app-key" }, baseUrl: github.sim.url });
+    return ns;
+  }
+
+  async function apply(ns: string, yaml: string) {
+    const r = await kubectl(["-n", ns, "apply", "-f", "-"], { input: yaml });
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+  }
+
+  async function waitReady(ns: string, name: string) {
+    const r = await kubectl(["-n", ns, "wait", "--for=condition=Ready", `ghat/${name}`, "--timeout=60s"]);
+    expect(r.stdout + r.stderr).toContain("condition met");
+  }
+
+  it("apply → Ready, and the Secret's token is live with exactly the requested scope", async () => {
+    const ns = await setup("ready");
+    await apply(ns, tokenYaml("ci", { permissions: { contents: "read", issues: "write" }, repositories: ["app", "library"] }));
+    await waitReady(ns, "ci");
+    const token = await kube.secretValue(ns, "ci-token");
+    expect(token).toMatch(/^ghs_/);
+    const check = github.sim.checkToken(token ?? "", `${owner}/app`);
+    expect(check.live).toBe(true);
+    expect(check.scope?.permissions).toEqual({ contents: "read", issues: "write" });
+    expect(github.sim.checkToken(token ?? "", `${owner}/docs`).live).toBe(false);
+    const t = await kube.getToken(ns, "ci");
+    expect(ready(t)).toMatchObject({ status: "True", reason: "Issued" });
+    expect(t?.status?.installationId).toBe(installationId);
+    expect(t?.status?.observedGeneration).toBe(1);
+    const secret = await kube.secret(ns, "ci-token");
+    expect(Date.parse(secret?.metadata?.annotations?.["ghat.dev/expires-at"] ?? "")).toBe(Date.parse(t?.status?.expiresAt ?? ""));
+    expect(secret?.metadata?.ownerReferences?.[0]).toMatchObject({ kind: "GitHubAppToken", name: "ci", controller: true });
+  });
+
+  it("shows the columns and explains every field with kubectl", async () => {
+    const ns = await setup("kubectl");
+    await apply(ns, tokenYaml("cols", {}));
+    await waitReady(ns, "cols");
+    const get = await kubectl(["-n", ns, "get", "ghat"]);
+    expect(get.stdout).toMatch(/NAME\s+READY\s+REASON\s+EXPIRES\s+REFRESH\s+AGE/);
+    expect(get.stdout).toMatch(/cols\s+True\s+Issued/);
+    const explain = await kubectl(["explain", "githubapptoken.spec.installation"]);
+    expect(explain.stdout).toContain("exactly one of id, owner or repository");
+  });
+
+  it("rejects malformed specs at admission with a readable message", async () => {
+    const ns = await setup("admission");
+    const cases: [Record<string, unknown>, string][] = [
+      [{ permissions: { contents: "admin" } }, "accept only: read, write"],
+      [{ permissions: { not_a_permission: "read" } }, "unknown permission name"],
+      [{ installation: { id: 1, owner: "acme" } }, "exactly one of id, owner or repository"],
+      [{ repositories: Array.from({ length: 501 }, (_, i) => `r${i}`) }, "must have at most 500 items"],
+      [{ refreshPolicy: { refreshBefore: "5m", minRemainingLifetime: "10m" } }, "refreshBefore must be longer"],
+      [{ secrets: [] }, "should have at least 1 items"],
+    ];
+    for (const [spec, message] of cases) {
+      const r = await kubectl(["-n", ns, "apply", "-f", "-"], { input: tokenYaml("bad", spec) });
+      expect(r.code, JSON.stringify(spec)).not.toBe(0);
+      expect(r.stderr).toContain(message);
+    }
+  });
+
+  it("a spec change re-mints at once; a deleted Secret comes back with the same token", async () => {
+    const ns = await setup("change");
+    await apply(ns, tokenYaml("edit", {}));
+    await waitReady(ns, "edit");
+    const first = await kube.secretValue(ns, "edit-token");
+    const mints = github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0;
+    await kube.core.deleteNamespacedSecret({ namespace: ns, name: "edit-token" });
+    await expect.poll(() => kube.secretValue(ns, "edit-token"), { timeout: 15_000 }).toBe(first);
+    expect(github.sim.counts().byRoute["apps/create-installation-access-token"]).toBe(mints);
+    await apply(ns, tokenYaml("edit", { permissions: { contents: "read", issues: "read" } }));
+    await expect.poll(() => kube.secretValue(ns, "edit-token"), { timeout: 15_000 }).not.toBe(first);
+    const second = await kube.secretValue(ns, "edit-token");
+    expect(github.sim.checkToken(second ?? "").scope?.permissions).toEqual({ contents: "read", issues: "read" });
+    await expect.poll(() => github.sim.checkToken(first ?? "").live, { timeout: 15_000 }).toBe(false);
+  });
+
+  it("leaves a foreign Secret of the same name untouched and says SecretConflict", async () => {
+    const ns = await setup("conflict");
+    await kube.core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: "mine-token" }, stringData: { token: "hand-made" } } });
+    await apply(ns, tokenYaml("mine", {}));
+    await expect.poll(async () => ready(await kube.getToken(ns, "mine"))?.reason, { timeout: 15_000 }).toBe("SecretConflict");
+    expect(await kube.secretValue(ns, "mine-token")).toBe("hand-made");
+    const events = await kubectl(["-n", ns, "get", "events", "--field-selector", "involvedObject.name=mine", "-o", "jsonpath={.items[*].reason}"]);
+    expect(events.stdout).toContain("SecretConflict");
+  });
+
+  it("delete → token revoked and Secret gone", async () => {
+    const ns = await setup("delete");
+    await apply(ns, tokenYaml("gone", {}));
+    await waitReady(ns, "gone");
+    const token = await kube.secretValue(ns, "gone-token");
+    const r = await kubectl(["-n", ns, "delete", "ghat", "gone", "--timeout=30s"]);
+    expect(r.code).toBe(0);
+    expect(await kube.secret(ns, "gone-token")).toBeUndefined();
+    expect(github.sim.checkToken(token ?? "").live).toBe(false);
+  });
+
+  it("a restart of the operator mints nothing and writes nothing", async () => {
+    const ns = await setup("restart");
+    await apply(ns, tokenYaml("keep", {}));
+    await waitReady(ns, "keep");
+    const before = await kube.secret(ns, "keep-token");
+    await op.stop();
+    github.sim.resetCounts();
+    op = await runOperator(kubeconfigPath(), ["--revoke-superseded-after", "2s"]);
+    await op.operator.controller.queue.idle();
+    expect(github.sim.counts().total).toBe(0);
+    const after = await kube.secret(ns, "keep-token");
+    expect(after?.metadata?.resourceVersion).toBe(before?.metadata?.resourceVersion);
+  });
+
+  it("200 tokens applied at once all become Ready", async () => {
+    const ns = await setup("burst");
+    const yaml = Array.from({ length: 200 }, (_, i) => tokenYaml(`t${i}`, {})).join("---\n");
+    await apply(ns, yaml);
+    const r = await kubectl(["-n", ns, "wait", "--for=condition=Ready", "ghat", "--all", "--timeout=90s"], {});
+    expect(r.code).toBe(0);
+    const list = await kubectl(["-n", ns, "get", "secrets", "-l", "app.kubernetes.io/managed-by=ghat", "-o", "name"]);
+    expect(list.stdout.trim().split("\n")).toHaveLength(200);
+  });
+});
