@@ -54,6 +54,7 @@ export const secretFormats = [
   "netrc",
   "envFile",
   "dockerConfigJson",
+  "template",
 ] as const;
 export type SecretFormat = (typeof secretFormats)[number];
 
@@ -69,7 +70,7 @@ export const secretTarget = z
       .enum(secretFormats)
       .default("token")
       .describe(
-        "Shape of the Secret: token (key 'token'), basicAuth (Flux), argocdRepository, argocdRepoCreds, gitCredentials, gitconfig, netrc, envFile, dockerConfigJson.",
+        "Shape of the Secret: token (key 'token'), basicAuth (Flux), argocdRepository, argocdRepoCreds, gitCredentials, gitconfig, netrc, envFile, dockerConfigJson, template.",
       ),
     key: z
       .string()
@@ -90,10 +91,27 @@ export const secretTarget = z
       .describe(
         "Git URL for Argo CD (repository URL or repo-creds prefix) and gitconfig insteadOf; default https://<github host>/<owner>.",
       ),
+    template: z
+      .object({
+        data: z
+          .record(z.string().regex(/^[-._a-zA-Z0-9]+$/), z.string().max(65536))
+          .describe(
+            "Secret keys and their templates. Variables: {{ token }}, {{ username }}, {{ host }}, {{ owner }}, {{ expiresAt }}, {{ apiUrl }}; filters: base64, urlencode, json, upper, lower, default \"x\". No code, no escaping.",
+          )
+          .meta({ minProperties: 1, maxProperties: 32 }),
+      })
+      .optional()
+      .describe("For format template: the Secret's data rendered from templates."),
     labels: z.record(z.string(), z.string()).optional().describe("Extra labels on the Secret."),
     annotations: z.record(z.string(), z.string()).optional().describe("Extra annotations on the Secret."),
   })
-  .describe("A Secret to write the token into.");
+  .describe("A Secret to write the token into.")
+  .meta({
+    "x-kubernetes-validations": [
+      { rule: "self.format != 'template' || has(self.template)", message: "format template needs template.data" },
+      { rule: "self.format == 'template' || !has(self.template)", message: "template is only for format template" },
+    ],
+  });
 export type SecretTarget = z.infer<typeof secretTarget>;
 
 export const refreshPolicy = z

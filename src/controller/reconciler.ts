@@ -174,6 +174,7 @@ export class Reconciler {
         owner: inst.owner ?? inst.repository?.split("/")[0] ?? token.status?.owner,
         repositories: token.spec.repositories ?? [],
         tokenName: token.metadata.name,
+        apiUrl: baseUrl,
       },
     };
   }

@@ -1,4 +1,5 @@
 import type { SecretFormat, SecretTarget } from "../api/githubapptoken.ts";
+import { renderTemplate, TemplateError } from "./template.ts";
 
 /** Labels and annotations ghat puts on every Secret it manages. */
 export const labels = {
@@ -25,6 +26,8 @@ export interface OutputContext {
   owner: string | undefined;
   /** Repository names requested, when any (for a default Argo CD repository URL). */
   repositories: readonly string[];
+  /** The GitHub API base URL (templates). */
+  apiUrl: string;
   tokenName: string;
   expiresAt: string;
   refreshAt: string;
@@ -112,6 +115,26 @@ function render(target: SecretTarget, ctx: OutputContext): Shape {
       };
     case "envFile":
       return { type: "Opaque", data: { [target.key ?? ".env"]: `GITHUB_TOKEN=${token}\nGH_TOKEN=${token}\n` } };
+    case "template": {
+      const values = {
+        token,
+        username: gitUsername,
+        host,
+        owner: ctx.owner ?? "",
+        expiresAt: ctx.expiresAt,
+        apiUrl: ctx.apiUrl,
+      };
+      const data: Record<string, string> = {};
+      for (const [key, source] of Object.entries(target.template?.data ?? {})) {
+        try {
+          data[key] = renderTemplate(source, values);
+        } catch (err) {
+          if (err instanceof TemplateError) throw new OutputError(`template for key "${key}" of Secret "${target.name}": ${err.message}`);
+          throw err;
+        }
+      }
+      return { type: "Opaque", data };
+    }
     case "dockerConfigJson": {
       const registry = target.url ? new URL(target.url).host : "ghcr.io";
       const basic = Buffer.from(`${gitUsername}:${token}`).toString("base64");
@@ -151,10 +174,11 @@ export function extractToken(format: SecretFormat, key: string | undefined, data
       return match(data[key ?? ".netrc"], /^password (\S+)$/m);
     case "envFile":
       return match(data[key ?? ".env"], /^GITHUB_TOKEN=(\S+)$/m);
-    case "dockerConfigJson": {
-      const m = match(data[".dockerconfigjson"], /"password":"([^"]+)"/);
-      return m;
-    }
+    case "dockerConfigJson":
+      return match(data[".dockerconfigjson"], /"password":"([^"]+)"/);
+    case "template":
+      // Verified against the token-hash annotation by the caller.
+      return match(Object.values(data).join("\n"), /(ghs_[^\s"'@:/\\,;]{20,})/);
   }
 }
 

@@ -10,6 +10,7 @@ const ctx: OutputContext = {
   owner: "acme",
   repositories: ["app"],
   tokenName: "ci",
+  apiUrl: "https://api.github.com",
   expiresAt: "2026-11-24T13:00:00.000Z",
   refreshAt: "2026-11-24T12:40:00.000Z",
   scopeHash: "abc",
@@ -65,6 +66,17 @@ describe("desiredSecret", () => {
   ])("reads the long token back out of format %s", (format) => {
     const s = desiredSecret({ name: "t", format }, ctx);
     expect(extractToken(format, undefined, s.data)).toBe(stateless);
+  });
+});
+
+describe("template format", () => {
+  it("renders each key and reports a bad template with the key and position", () => {
+    const s = desiredSecret({ name: "t", format: "template", template: { data: { url: "https://{{ username }}:{{ token }}@{{ host }}/{{ owner }}" } } }, ctx);
+    expect(s.data.url).toBe(`https://x-access-token:${stateless}@github.com/acme`);
+    expect(extractToken("template", undefined, s.data)).toBe(stateless);
+    expect(() => desiredSecret({ name: "t", format: "template", template: { data: { k: "{{ nope }}" } } }, ctx)).toThrow(
+      /key "k" of Secret "t": line 1, column 4/,
+    );
   });
 });
 

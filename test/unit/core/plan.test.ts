@@ -19,7 +19,7 @@ function observed(overrides: Partial<Observed> = {}): Observed {
     secrets: new Map(),
     scopeHash: "scope-1",
     minRemainingMs: 10 * min,
-    render: { host: "github.com", owner: "acme", repositories: [], tokenName: "ci" },
+    render: { host: "github.com", owner: "acme", repositories: [], tokenName: "ci", apiUrl: "https://api.github.com" },
     ...overrides,
   };
 }
