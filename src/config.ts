@@ -7,24 +7,52 @@ const schema = z.object({
   namespaces: z
     .string()
     .default("")
-    .transform((s) => s.split(",").map((n) => n.trim()).filter(Boolean))
+    .transform((s) =>
+      s
+        .split(",")
+        .map((n) => n.trim())
+        .filter(Boolean),
+    )
     .describe("Comma-separated namespaces to watch; all when empty"),
-  operatorNamespace: z.string().min(1).default("ghat-system").describe("Namespace of ClusterGitHubApp key Secrets"),
+  operatorNamespace: z
+    .string()
+    .min(1)
+    .default("ghat-system")
+    .describe("Namespace of ClusterGitHubApp key Secrets"),
   workers: z.coerce.number().int().min(1).max(64).default(4).describe("Concurrent reconciles"),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
   logFormat: z.enum(["json", "pretty"]).default("json"),
-  healthPort: z.coerce.number().int().min(0).max(65535).default(8081).describe("Port of /healthz and /readyz (0: random)"),
-  metricsPort: z.coerce.number().int().min(0).max(65535).default(8080).describe("Port of /metrics (0: random)"),
+  healthPort: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65535)
+    .default(8081)
+    .describe("Port of /healthz and /readyz (0: random)"),
+  metricsPort: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65535)
+    .default(8080)
+    .describe("Port of /metrics (0: random)"),
   bindAddress: z.string().default("0.0.0.0"),
-  revokeSupersededAfter: durationString.default("5m").describe("Grace before a superseded token is revoked (0s: never)"),
-  terminalRetry: durationString.default("15m").describe("Retry interval for errors only GitHub-side changes fix"),
+  revokeSupersededAfter: durationString
+    .default("5m")
+    .describe("Grace before a superseded token is revoked (0s: never)"),
+  terminalRetry: durationString
+    .default("15m")
+    .describe("Retry interval for errors only GitHub-side changes fix"),
   githubTimeout: durationString.default("10s").describe("Timeout of one GitHub request"),
   leaderElect: z
     .enum(["true", "false"])
     .default("false")
     .transform((v) => v === "true")
     .describe("Only the holder of a Lease reconciles (set for more than one replica)"),
-  leaderElectionNamespace: z.string().optional().describe("Namespace of the Lease (default: operator namespace)"),
+  leaderElectionNamespace: z
+    .string()
+    .optional()
+    .describe("Namespace of the Lease (default: operator namespace)"),
   leaderElectionId: z.string().default("ghat-leader").describe("Name of the Lease"),
   leaseDuration: durationString.default("15s"),
   renewDeadline: durationString.default("10s"),
@@ -53,9 +81,16 @@ export function usage(): string {
 /** Flags win over GHAT_* environment variables; KUBECONFIG and POD_NAMESPACE are honoured. */
 export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   const options = Object.fromEntries(
-    Object.keys(schema.shape).map((k) => [k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`), { type: "string" as const }]),
+    Object.keys(schema.shape).map((k) => [
+      k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`),
+      { type: "string" as const },
+    ]),
   );
-  const { values } = parseArgs({ args: argv, options: { ...options, help: { type: "boolean" } }, strict: true });
+  const { values } = parseArgs({
+    args: argv,
+    options: { ...options, help: { type: "boolean" } },
+    strict: true,
+  });
   const raw: Record<string, unknown> = {};
   for (const key of Object.keys(schema.shape)) {
     const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

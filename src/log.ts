@@ -1,4 +1,4 @@
-import { pino, type Logger, type LoggerOptions } from "pino";
+import { type Logger, type LoggerOptions, pino } from "pino";
 import { redact } from "./core/errors.ts";
 
 export type { Logger } from "pino";
@@ -53,7 +53,10 @@ export function createLogger(options: LogOptions = {}): Logger {
     },
   };
   if (options.pretty) {
-    return pino(config, pino.transport({ target: "pino-pretty", options: { colorize: true, translateTime: "HH:MM:ss" } }));
+    return pino(
+      config,
+      pino.transport({ target: "pino-pretty", options: { colorize: true, translateTime: "HH:MM:ss" } }),
+    );
   }
   return options.destination ? pino(config, options.destination) : pino(config);
 }

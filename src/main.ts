@@ -1,5 +1,5 @@
-import { hostname } from "node:os";
 import type { AddressInfo } from "node:net";
+import { hostname } from "node:os";
 import { CoordinationV1Api, KubeConfig } from "@kubernetes/client-node";
 import { type Clock, systemClock } from "./clock.ts";
 import { type Config, parseConfig, usage } from "./config.ts";
@@ -148,7 +148,10 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
   const metricsServer = await startMetricsServer(metrics, config.metricsPort, config.bindAddress);
   await cache.start();
   elector?.start();
-  log.info({ namespaces: config.namespaces.length ? config.namespaces : "all", leaderElect: config.leaderElect }, "Started ghat");
+  log.info(
+    { namespaces: config.namespaces.length ? config.namespaces : "all", leaderElect: config.leaderElect },
+    "Started ghat",
+  );
 
   return {
     healthPort: (health.address() as AddressInfo).port,
@@ -162,7 +165,9 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
       await queue.shutdown();
       await elector?.stop();
       await cache.stop();
-      await Promise.all([health, metricsServer].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      await Promise.all(
+        [health, metricsServer].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+      );
       log.info("Stopped ghat");
     },
   };

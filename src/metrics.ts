@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /**
  * ghat's Prometheus metrics. Labels never carry a token, a key or a message: only

@@ -25,7 +25,9 @@ export async function sandboxCommand(argv: string[]): Promise<number> {
   if (!values.local && currentContextWorks()) {
     log.info("Found a working kube context: applying CRDs and running ghat against it");
     applyCrds();
-    const operator = await startOperator(parseConfig(["--log-format", "pretty", "--health-port", "0", "--metrics-port", "0"], process.env));
+    const operator = await startOperator(
+      parseConfig(["--log-format", "pretty", "--health-port", "0", "--metrics-port", "0"], process.env),
+    );
     await waitForSignal();
     await operator.stop();
     return 0;
@@ -43,7 +45,16 @@ export async function sandboxCommand(argv: string[]): Promise<number> {
   const keys = generateAppKeyPair();
   const sim = await startSimulator({
     seed: {
-      apps: [{ id: 1001, clientId: "Iv23liSandbox", slug: "ghat-sandbox", name: "ghat sandbox", owner: "acme", publicKeys: [keys.publicKeyPem] }],
+      apps: [
+        {
+          id: 1001,
+          clientId: "Iv23liSandbox",
+          slug: "ghat-sandbox",
+          name: "ghat sandbox",
+          owner: "acme",
+          publicKeys: [keys.publicKeyPem],
+        },
+      ],
       installations: [
         {
           id: 5001,
@@ -70,7 +81,10 @@ export async function sandboxCommand(argv: string[]): Promise<number> {
   await core
     .createNamespacedSecret({
       namespace: ns,
-      body: { metadata: { name: "sandbox-app-key" }, stringData: { "private-key.pem": keys.privateKeyPkcs1Pem } },
+      body: {
+        metadata: { name: "sandbox-app-key" },
+        stringData: { "private-key.pem": keys.privateKeyPkcs1Pem },
+      },
     })
     .catch(() => undefined);
   const app = {
@@ -92,18 +106,27 @@ export async function sandboxCommand(argv: string[]): Promise<number> {
     },
   };
   writeFileSync(join(dir, "example.yaml"), `${stringify(app)}---\n${stringify(token)}`);
-  await custom.createNamespacedCustomObject({ group, version, namespace: ns, plural: "githubapps", body: app }).catch(() => undefined);
+  await custom
+    .createNamespacedCustomObject({ group, version, namespace: ns, plural: "githubapps", body: app })
+    .catch(() => undefined);
   await custom
     .createNamespacedCustomObject({ group, version, namespace: ns, plural: "githubapptokens", body: token })
     .catch(() => undefined);
 
   const operator = await startOperator(
-    parseConfig(["--kubeconfig", kubeconfig, "--log-format", "pretty", "--health-port", "0", "--metrics-port", "0"], {}),
+    parseConfig(
+      ["--kubeconfig", kubeconfig, "--log-format", "pretty", "--health-port", "0", "--metrics-port", "0"],
+      {},
+    ),
     { log },
   );
-  execFileSync("kubectl", ["--kubeconfig", kubeconfig, "-n", ns, "wait", "--for=condition=Ready", "ghat/demo", "--timeout=60s"], {
-    stdio: "inherit",
-  });
+  execFileSync(
+    "kubectl",
+    ["--kubeconfig", kubeconfig, "-n", ns, "wait", "--for=condition=Ready", "ghat/demo", "--timeout=60s"],
+    {
+      stdio: "inherit",
+    },
+  );
   const k = `kubectl --kubeconfig ${kubeconfig}`;
   process.stdout.write(
     [
@@ -133,7 +156,10 @@ export async function sandboxCommand(argv: string[]): Promise<number> {
 
 function currentContextWorks(): boolean {
   try {
-    execFileSync("kubectl", ["version", "--request-timeout=3s", "-o", "json"], { stdio: "ignore", timeout: 8000 });
+    execFileSync("kubectl", ["version", "--request-timeout=3s", "-o", "json"], {
+      stdio: "ignore",
+      timeout: 8000,
+    });
     return true;
   } catch {
     return false;
@@ -144,13 +170,21 @@ function applyCrds(): void {
   const manifest = customResourceDefinitions()
     .map((c) => stringify(c))
     .join("---\n");
-  execFileSync("kubectl", ["apply", "--server-side", "--force-conflicts", "--field-manager=ghat-sandbox", "-f", "-"], {
-    input: manifest,
-    stdio: ["pipe", "inherit", "inherit"],
-  });
-  execFileSync("kubectl", ["wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=ghat", "--timeout=60s"], {
-    stdio: "inherit",
-  });
+  execFileSync(
+    "kubectl",
+    ["apply", "--server-side", "--force-conflicts", "--field-manager=ghat-sandbox", "-f", "-"],
+    {
+      input: manifest,
+      stdio: ["pipe", "inherit", "inherit"],
+    },
+  );
+  execFileSync(
+    "kubectl",
+    ["wait", "--for=condition=Established", "crd", "-l", "app.kubernetes.io/part-of=ghat", "--timeout=60s"],
+    {
+      stdio: "inherit",
+    },
+  );
 }
 
 function waitForSignal(): Promise<void> {

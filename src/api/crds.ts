@@ -51,7 +51,8 @@ export function customResourceDefinitions(): JsonSchema[] {
       scope: "Cluster",
       spec: clusterGitHubAppSpec,
       status: appStatus,
-      description: "A GitHub App shared across namespaces under a policy; its key stays in the operator's namespace.",
+      description:
+        "A GitHub App shared across namespaces under a policy; its key stays in the operator's namespace.",
       columns: [
         { name: "App", type: "string", jsonPath: ".spec.appId" },
         { name: "Client", type: "string", jsonPath: ".spec.clientId", priority: 1 },
@@ -81,7 +82,9 @@ function crd(input: CrdInput): JsonSchema {
       apiVersion: { type: "string", description: "APIVersion of this object." },
       kind: { type: "string", description: "Kind of this object." },
       metadata: { type: "object" },
-      spec: toStructural(z.toJSONSchema(input.spec, { target: "openapi-3.0", io: "input", unrepresentable: "throw" })),
+      spec: toStructural(
+        z.toJSONSchema(input.spec, { target: "openapi-3.0", io: "input", unrepresentable: "throw" }),
+      ),
       status: toStructural(z.toJSONSchema(input.status, { target: "openapi-3.0", io: "output" })),
     },
   };
@@ -124,7 +127,7 @@ function toStructural(node: unknown): JsonSchema {
   if (node === null || typeof node !== "object") return node as JsonSchema;
   const out: JsonSchema = {};
   for (const [key, value] of Object.entries(node)) {
-    if (key === "$schema" || key === "id") continue;
+    if (key === "$schema") continue;
     if (key === "additionalProperties" && value === false) continue;
     if (key === "x-kubernetes-validations") {
       out[key] = value;

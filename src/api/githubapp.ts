@@ -26,7 +26,9 @@ export const appIdentityFields = {
         .min(1)
         .max(253)
         .default("private-key.pem")
-        .describe("Key in the Secret's data. PEM (PKCS#1 or PKCS#8), base64 PEM and escaped newlines are accepted."),
+        .describe(
+          "Key in the Secret's data. PEM (PKCS#1 or PKCS#8), base64 PEM and escaped newlines are accepted.",
+        ),
     })
     .describe("The Secret holding the App's private key."),
   baseUrl: z
@@ -39,7 +41,9 @@ export const appIdentityFields = {
     .string()
     .max(65536)
     .optional()
-    .describe("PEM CA certificates trusted for baseUrl, in addition to the system roots (Enterprise Server)."),
+    .describe(
+      "PEM CA certificates trusted for baseUrl, in addition to the system roots (Enterprise Server).",
+    ),
   proxy: z
     .string()
     .regex(/^https?:\/\/\S+$/, "an http(s) proxy URL")
@@ -48,9 +52,7 @@ export const appIdentityFields = {
     .describe("HTTP(S) proxy for requests to GitHub, e.g. http://proxy.corp:3128."),
 };
 
-const identityRules = [
-  { rule: "has(self.appId) || has(self.clientId)", message: "set appId or clientId" },
-];
+const identityRules = [{ rule: "has(self.appId) || has(self.clientId)", message: "set appId or clientId" }];
 
 export const githubAppSpec = z
   .object(appIdentityFields)
@@ -60,16 +62,25 @@ export const githubAppSpec = z
 export const appStatus = z
   .object({
     observedGeneration: z.number().int().optional().describe("The generation last processed."),
-    conditions: z.array(condition).optional().describe("Ready: the key parses and GitHub accepts the App's JWT."),
+    conditions: z
+      .array(condition)
+      .optional()
+      .describe("Ready: the key parses and GitHub accepts the App's JWT."),
     slug: z.string().optional().describe("The App's slug, as GitHub reports it."),
-    keyFingerprint: z.string().optional().describe("SHA-256 fingerprint of the public key of the loaded private key."),
+    keyFingerprint: z
+      .string()
+      .optional()
+      .describe("SHA-256 fingerprint of the public key of the loaded private key."),
   })
   .describe("Observed state of the App.");
 
 /** Namespace selection for a ClusterGitHubApp. */
 export const namespaceSelector = z
   .object({
-    matchLabels: z.record(z.string(), z.string()).optional().describe("Label key/values a namespace must have."),
+    matchLabels: z
+      .record(z.string(), z.string())
+      .optional()
+      .describe("Label key/values a namespace must have."),
     matchExpressions: z
       .array(
         z.object({
@@ -88,7 +99,11 @@ export const clusterAppPolicy = z
   .object({
     namespaces: z
       .object({
-        names: z.array(z.string().min(1).max(63)).max(1000).optional().describe("Namespaces allowed by name."),
+        names: z
+          .array(z.string().min(1).max(63))
+          .max(1000)
+          .optional()
+          .describe("Namespaces allowed by name."),
         selector: namespaceSelector.optional(),
       })
       .optional()
@@ -117,9 +132,13 @@ export const clusterAppPolicy = z
       ),
     maxPermissions: permissions
       .optional()
-      .describe("The most a token may ask for, per permission; a token must name its permissions. Unset: none."),
+      .describe(
+        "The most a token may ask for, per permission; a token must name its permissions. Unset: none.",
+      ),
   })
-  .describe("Who may use this App and for what. Safe by default: nothing is allowed that the policy does not allow.");
+  .describe(
+    "Who may use this App and for what. Safe by default: nothing is allowed that the policy does not allow.",
+  );
 export type ClusterAppPolicy = z.infer<typeof clusterAppPolicy>;
 
 export const clusterGitHubAppSpec = z
@@ -130,7 +149,9 @@ export const clusterGitHubAppSpec = z
     ),
     policy: clusterAppPolicy.default({}),
   })
-  .describe("A GitHub App shared across namespaces under a policy; its key stays in the operator's namespace.")
+  .describe(
+    "A GitHub App shared across namespaces under a policy; its key stays in the operator's namespace.",
+  )
   .meta({ "x-kubernetes-validations": identityRules });
 
 export const githubApp = z.object({

@@ -16,13 +16,7 @@ export const appRef = z
 
 export const installationRef = z
   .object({
-    id: z
-      .number()
-      .int()
-      .positive()
-      .optional()
-      .describe("Installation id.")
-      .meta({ format: "int64" }),
+    id: z.number().int().positive().optional().describe("Installation id.").meta({ format: "int64" }),
     owner: z
       .string()
       .regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/, "a GitHub user or organization login")
@@ -65,7 +59,9 @@ export const secretTarget = z
       .min(1)
       .max(253)
       .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "a Secret name (lowercase DNS subdomain)")
-      .describe("Name of the Secret ghat writes in this namespace. ghat never overwrites a Secret it does not own."),
+      .describe(
+        "Name of the Secret ghat writes in this namespace. ghat never overwrites a Secret it does not own.",
+      ),
     format: z
       .enum(secretFormats)
       .default("token")
@@ -77,12 +73,16 @@ export const secretTarget = z
       .regex(/^[-._a-zA-Z0-9]+$/, "a Secret data key")
       .max(253)
       .optional()
-      .describe("Data key for single-key formats (default: token, .git-credentials, .gitconfig, .netrc, .env)."),
+      .describe(
+        "Data key for single-key formats (default: token, .git-credentials, .gitconfig, .netrc, .env).",
+      ),
     type: z
       .string()
       .max(253)
       .optional()
-      .describe("Secret type; defaults to the format's (Opaque, kubernetes.io/basic-auth, kubernetes.io/dockerconfigjson)."),
+      .describe(
+        "Secret type; defaults to the format's (Opaque, kubernetes.io/basic-auth, kubernetes.io/dockerconfigjson).",
+      ),
     url: z
       .string()
       .regex(/^https:\/\/\S+$/, "an https URL")
@@ -96,7 +96,7 @@ export const secretTarget = z
         data: z
           .record(z.string().regex(/^[-._a-zA-Z0-9]+$/), z.string().max(65536))
           .describe(
-            "Secret keys and their templates. Variables: {{ token }}, {{ username }}, {{ host }}, {{ owner }}, {{ expiresAt }}, {{ apiUrl }}; filters: base64, urlencode, json, upper, lower, default \"x\". No code, no escaping.",
+            'Secret keys and their templates. Variables: {{ token }}, {{ username }}, {{ host }}, {{ owner }}, {{ expiresAt }}, {{ apiUrl }}; filters: base64, urlencode, json, upper, lower, default "x". No code, no escaping.',
           )
           .meta({ minProperties: 1, maxProperties: 32 }),
       })
@@ -108,8 +108,14 @@ export const secretTarget = z
   .describe("A Secret to write the token into.")
   .meta({
     "x-kubernetes-validations": [
-      { rule: "self.format != 'template' || has(self.template)", message: "format template needs template.data" },
-      { rule: "self.format == 'template' || !has(self.template)", message: "template is only for format template" },
+      {
+        rule: "self.format != 'template' || has(self.template)",
+        message: "format template needs template.data",
+      },
+      {
+        rule: "self.format == 'template' || !has(self.template)",
+        message: "template is only for format template",
+      },
     ],
   });
 export type SecretTarget = z.infer<typeof secretTarget>;
@@ -147,7 +153,9 @@ export const githubAppTokenSpec = z
       .array(z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, "a repository name without owner"))
       .max(maxRepositories)
       .optional()
-      .describe("Repositories (names without owner) the token may access; omitted: every repository of the installation."),
+      .describe(
+        "Repositories (names without owner) the token may access; omitted: every repository of the installation.",
+      ),
     repositoryIds: z
       .array(z.number().int().positive().meta({ format: "int64" }))
       .max(maxRepositories)
@@ -160,7 +168,10 @@ export const githubAppTokenSpec = z
       .describe("Where the token goes: one or more Secrets in this namespace, each in a format.")
       .meta({
         "x-kubernetes-validations": [
-          { rule: "self.all(a, self.exists_one(b, a.name == b.name))", message: "Secret names must be unique" },
+          {
+            rule: "self.all(a, self.exists_one(b, a.name == b.name))",
+            message: "Secret names must be unique",
+          },
         ],
       }),
     refreshPolicy: refreshPolicy.default({ refreshBefore: "20m", minRemainingLifetime: "10m" }),
@@ -179,7 +190,10 @@ export type GitHubAppTokenSpec = z.infer<typeof githubAppTokenSpec>;
 export const githubAppTokenStatus = z
   .object({
     observedGeneration: z.number().int().optional().describe("The generation last processed."),
-    conditions: z.array(condition).optional().describe("Ready and, when GitHub granted less than asked, ScopeMatched."),
+    conditions: z
+      .array(condition)
+      .optional()
+      .describe("Ready and, when GitHub granted less than asked, ScopeMatched."),
     installationId: z.number().int().optional().describe("The installation the token was minted from.").meta({
       format: "int64",
     }),

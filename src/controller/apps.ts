@@ -69,8 +69,13 @@ export class AppResolver {
     } else {
       const parsed = clusterGitHubApp.safeParse(raw);
       if (!parsed.success) return invalidApp(kind, name, parsed.error);
-      const pre = evaluatePolicy(name, parsed.data.spec.policy, policyRequest(token, ns, this.#deps.source, "*"));
-      if (!pre.allowed && pre.rule !== "repositories") return { ok: false, code: "NotPermitted", message: pre.message };
+      const pre = evaluatePolicy(
+        name,
+        parsed.data.spec.policy,
+        policyRequest(token, ns, this.#deps.source, "*"),
+      );
+      if (!pre.allowed && pre.rule !== "repositories")
+        return { ok: false, code: "NotPermitted", message: pre.message };
       policy = parsed.data.spec.policy;
       spec = parsed.data.spec;
       keyNamespace = this.#deps.operatorNamespace;
@@ -114,7 +119,9 @@ export class AppResolver {
     if (policy) {
       const inst = token.spec.installation;
       const owner =
-        inst.owner ?? inst.repository?.split("/")[0] ?? (inst.id === undefined ? undefined : await this.#deps.installationOwner(app, inst.id));
+        inst.owner ??
+        inst.repository?.split("/")[0] ??
+        (inst.id === undefined ? undefined : await this.#deps.installationOwner(app, inst.id));
       const decision = evaluatePolicy(name, policy, policyRequest(token, ns, this.#deps.source, owner));
       if (!decision.allowed) return { ok: false, code: "NotPermitted", message: decision.message };
     }
@@ -128,7 +135,10 @@ export class AppResolver {
     try {
       result = this.#deps.parseKey(Buffer.from(encoded, "base64").toString("utf8"));
     } catch (err) {
-      result = err instanceof GhatError ? err : new GhatError("InvalidPrivateKey", "the private key could not be read");
+      result =
+        err instanceof GhatError
+          ? err
+          : new GhatError("InvalidPrivateKey", "the private key could not be read");
     }
     // The cache is keyed by the Secret's content, so a rotated key is a new entry; keep it small.
     if (this.#keys.size > 64) this.#keys.clear();
@@ -137,7 +147,12 @@ export class AppResolver {
   }
 }
 
-function policyRequest(token: GitHubAppToken, ns: string, source: AppSource, owner: string | undefined): PolicyRequest {
+function policyRequest(
+  token: GitHubAppToken,
+  ns: string,
+  source: AppSource,
+  owner: string | undefined,
+): PolicyRequest {
   return {
     namespace: ns,
     namespaceLabels: source.namespaceLabels(ns),
@@ -150,5 +165,9 @@ function policyRequest(token: GitHubAppToken, ns: string, source: AppSource, own
 }
 
 function invalidApp(kind: string, name: string, error: z.ZodError): AppResolution {
-  return { ok: false, code: "InvalidSpec", message: `${kind} "${name}" is invalid: ${z.prettifyError(error)}` };
+  return {
+    ok: false,
+    code: "InvalidSpec",
+    message: `${kind} "${name}" is invalid: ${z.prettifyError(error)}`,
+  };
 }

@@ -74,13 +74,17 @@ export class Controller {
       case "ClusterGitHubApp":
         return this.#tokensUsing((t) => ref(t, "ClusterGitHubApp") === name);
       case "Namespace":
-        return this.#tokensUsing((t) => t.metadata?.namespace === name && ref(t, "ClusterGitHubApp") !== undefined);
+        return this.#tokensUsing(
+          (t) => t.metadata?.namespace === name && ref(t, "ClusterGitHubApp") !== undefined,
+        );
       case "KeySecret": {
         const apps = this.#appsUsingKey(ns, name);
         return this.#tokensUsing((t) => {
           const kindRef = t.spec?.appRef?.kind ?? "GitHubApp";
           const appName = t.spec?.appRef?.name ?? "";
-          return apps.has(`${kindRef}/${kindRef === "GitHubApp" ? (t.metadata?.namespace ?? "") : ""}/${appName}`);
+          return apps.has(
+            `${kindRef}/${kindRef === "GitHubApp" ? (t.metadata?.namespace ?? "") : ""}/${appName}`,
+          );
         });
       }
     }

@@ -1,15 +1,23 @@
 import { z } from "zod";
 import { type GitHubAppToken, githubAppToken } from "../api/githubapptoken.ts";
 import { type Condition, parseDuration } from "../api/meta.ts";
+import { permissionProblems } from "../api/permissions.ts";
 import type { Clock } from "../clock.ts";
 import { findCondition, setCondition } from "../core/conditions.ts";
 import { type ErrorCode, GhatError, toGhatError } from "../core/errors.ts";
 import { formatWarning, OutputError, webHost } from "../core/outputs.ts";
-import { currentToken, type Decision, desiredSecrets, type Observed, type ObservedSecret, plan, rfc3339 } from "../core/plan.ts";
-import { retryTime, refreshTime, stableJitter } from "../core/schedule.ts";
+import {
+  currentToken,
+  type Decision,
+  desiredSecrets,
+  type Observed,
+  type ObservedSecret,
+  plan,
+  rfc3339,
+} from "../core/plan.ts";
+import { refreshTime, retryTime, stableJitter } from "../core/schedule.ts";
 import { scopeHash, tokenScope } from "../core/scope.ts";
-import { permissionProblems } from "../api/permissions.ts";
-import { type KubeWriter, finalizer } from "../kube/kube.ts";
+import { finalizer, type KubeWriter } from "../kube/kube.ts";
 import type { Logger } from "../log.ts";
 import type { AppResolver, ResolvedApp } from "./apps.ts";
 
@@ -167,7 +175,9 @@ export class Reconciler {
       appProblem,
       targets: token.spec.secrets,
       secrets,
-      scopeHash: scopeHash(tokenScope(token.spec, { namespace: app?.namespace, issuer: app?.issuer ?? "", baseUrl })),
+      scopeHash: scopeHash(
+        tokenScope(token.spec, { namespace: app?.namespace, issuer: app?.issuer ?? "", baseUrl }),
+      ),
       minRemainingMs,
       render: {
         host: webHost(baseUrl),
@@ -194,7 +204,14 @@ export class Reconciler {
         await this.#finalize(key, token, observed, app, log);
         return;
       case "addFinalizer":
-        await this.#d.kube.setFinalizer("githubapptokens", ns, name, token.metadata.finalizers ?? [], rv(token), true);
+        await this.#d.kube.setFinalizer(
+          "githubapptokens",
+          ns,
+          name,
+          token.metadata.finalizers ?? [],
+          rv(token),
+          true,
+        );
         log.debug("Added finalizer");
         return;
       case "blocked":
@@ -211,22 +228,36 @@ export class Reconciler {
           minRemainingMs: observed.minRemainingMs,
           jitter: stableJitter(`${key}/${minted.expiresAt}`),
         });
-        const withOwner: Observed = { ...observed, render: { ...observed.render, owner: observed.render.owner ?? minted.owner } };
+        const withOwner: Observed = {
+          ...observed,
+          render: { ...observed.render, owner: observed.render.owner ?? minted.owner },
+        };
         const current = { token: minted.token, expiresAt: minted.expiresAt, refreshAt };
         await this.#writeSecrets(token, withOwner, desiredSecrets(withOwner, current));
-        if (decision.current && decision.current.token !== minted.token) this.#revokeLater(app, decision.current.token);
+        if (decision.current && decision.current.token !== minted.token)
+          this.#revokeLater(app, decision.current.token);
         this.#d.hooks?.minted?.(key, "success");
         this.#d.hooks?.expiry?.(key, minted.expiresAt);
         this.#failures.delete(key);
         log.info(
-          { why: decision.why, expiresAt: iso(minted.expiresAt), refreshAt: iso(refreshAt), installationId: minted.installationId },
+          {
+            why: decision.why,
+            expiresAt: iso(minted.expiresAt),
+            refreshAt: iso(refreshAt),
+            installationId: minted.installationId,
+          },
           "Minted token",
         );
         await this.#writeStatus(token, observed, current, minted, undefined);
         if (decision.why === "NoToken" || decision.why === "ScopeChanged") {
           const was = findCondition(token.status?.conditions, "Ready");
           if (was?.status !== "True" || was.reason !== "Issued") {
-            await this.#event(token, "Normal", "Issued", `Minted a token valid until ${iso(minted.expiresAt)}`);
+            await this.#event(
+              token,
+              "Normal",
+              "Issued",
+              `Minted a token valid until ${iso(minted.expiresAt)}`,
+            );
           }
         }
         this.#d.requeueAt(key, refreshAt);
@@ -250,7 +281,11 @@ export class Reconciler {
 
   async #writeSecrets(token: GitHubAppToken, observed: Observed, secrets: ReturnType<typeof desiredSecrets>) {
     const ns = token.metadata.namespace ?? "";
-    const owner = { kind: "GitHubAppToken" as const, name: token.metadata.name, uid: token.metadata.uid ?? "" };
+    const owner = {
+      kind: "GitHubAppToken" as const,
+      name: token.metadata.name,
+      uid: token.metadata.uid ?? "",
+    };
     for (const secret of secrets) {
       await this.#d.kube.applySecret(ns, secret, owner, observed.secrets.get(secret.name)?.type);
     }
@@ -283,23 +318,48 @@ export class Reconciler {
         generation,
       );
     } else if (error) {
-      conditions = setCondition(conditions, { type: "Ready", status: "False", reason: error.code, message: error.message }, nowIso, generation);
+      conditions = setCondition(
+        conditions,
+        { type: "Ready", status: "False", reason: error.code, message: error.message },
+        nowIso,
+        generation,
+      );
     } else if (current) {
-      const message = [`Secret ${secretNames} holds a token valid until ${iso(current.expiresAt)}; next refresh at ${iso(current.refreshAt)}`, ...warnings].join(". ");
-      conditions = setCondition(conditions, { type: "Ready", status: "True", reason: "Issued", message }, nowIso, generation);
+      const message = [
+        `Secret ${secretNames} holds a token valid until ${iso(current.expiresAt)}; next refresh at ${iso(current.refreshAt)}`,
+        ...warnings,
+      ].join(". ");
+      conditions = setCondition(
+        conditions,
+        { type: "Ready", status: "True", reason: "Issued", message },
+        nowIso,
+        generation,
+      );
     }
     if (minted) {
       const shortfall = grantShortfall(token, minted);
       conditions = setCondition(
         conditions,
         shortfall.length === 0
-          ? { type: "ScopeMatched", status: "True", reason: "Matched", message: "GitHub granted what was requested" }
-          : { type: "ScopeMatched", status: "False", reason: "PartiallyGranted", message: `GitHub granted less than requested: ${shortfall.join("; ")}` },
+          ? {
+              type: "ScopeMatched",
+              status: "True",
+              reason: "Matched",
+              message: "GitHub granted what was requested",
+            }
+          : {
+              type: "ScopeMatched",
+              status: "False",
+              reason: "PartiallyGranted",
+              message: `GitHub granted less than requested: ${shortfall.join("; ")}`,
+            },
         nowIso,
         generation,
       );
     }
-    const failures = error ? (this.#failures.get(`${token.metadata.namespace}/${token.metadata.name}`) ?? 0) : 0;
+    const failures = error
+      ? (this.#failures.get(`${token.metadata.namespace}/${token.metadata.name}`) ?? 0)
+      : 0;
     const status: Record<string, unknown> = {
       observedGeneration: generation,
       conditions,
@@ -309,10 +369,18 @@ export class Reconciler {
             permissions: minted.permissions,
             repositorySelection: minted.repositorySelection,
             ...(minted.repositories ? { repositories: minted.repositories } : {}),
-            ...(observed.render.owner ?? minted.owner ? { owner: observed.render.owner ?? minted.owner } : {}),
+            ...((observed.render.owner ?? minted.owner)
+              ? { owner: observed.render.owner ?? minted.owner }
+              : {}),
           }
         : pick(previous, ["installationId", "permissions", "repositorySelection", "repositories", "owner"])),
-      ...(current ? { expiresAt: iso(current.expiresAt), refreshAt: iso(current.refreshAt), secrets: token.spec.secrets.map((s) => s.name) } : {}),
+      ...(current
+        ? {
+            expiresAt: iso(current.expiresAt),
+            refreshAt: iso(current.refreshAt),
+            secrets: token.spec.secrets.map((s) => s.name),
+          }
+        : {}),
       ...(failures > 0 ? { failures } : {}),
     };
     if (sameJson(status, previous)) return;
@@ -325,18 +393,36 @@ export class Reconciler {
   }
 
   /** The one place errors are handled: status, event on transition, and when to retry. */
-  async #onError(key: string, token: GitHubAppToken, observed: Observed | undefined, error: GhatError, log: Logger) {
+  async #onError(
+    key: string,
+    token: GitHubAppToken,
+    observed: Observed | undefined,
+    error: GhatError,
+    log: Logger,
+  ) {
     const failures = (this.#failures.get(key) ?? 0) + 1;
     this.#failures.set(key, failures);
     this.#d.hooks?.minted?.(key, error.code);
     const now = this.#d.clock.now();
     let retryAt: number | undefined;
-    if (error.retryable) retryAt = retryTime({ failures, random: this.#d.random(), retryAt: error.retryAt, now });
-    else if (githubTerminal.has(error.code)) retryAt = Math.max(now + this.#d.options.terminalRetryMs, error.retryAt ?? 0);
-    log.warn({ code: error.code, status: error.status, failures, retryAt: retryAt && iso(retryAt), err: error }, "Reconcile failed");
+    if (error.retryable)
+      retryAt = retryTime({ failures, random: this.#d.random(), retryAt: error.retryAt, now });
+    else if (githubTerminal.has(error.code))
+      retryAt = Math.max(now + this.#d.options.terminalRetryMs, error.retryAt ?? 0);
+    log.warn(
+      { code: error.code, status: error.status, failures, retryAt: retryAt && iso(retryAt), err: error },
+      "Reconcile failed",
+    );
     const current = observed ? currentToken(observed) : undefined;
     try {
-      if (observed) await this.#writeStatus(token, observed, error.code === "SecretConflict" ? undefined : current, undefined, error);
+      if (observed)
+        await this.#writeStatus(
+          token,
+          observed,
+          error.code === "SecretConflict" ? undefined : current,
+          undefined,
+          error,
+        );
     } catch (statusErr) {
       log.warn({ err: statusErr }, "Failed to write status");
       retryAt ??= retryTime({ failures, random: this.#d.random(), now });
@@ -345,21 +431,40 @@ export class Reconciler {
   }
 
   async #invalid(key: string, raw: unknown, error: z.ZodError): Promise<void> {
-    const meta = (raw as { metadata?: { namespace?: string; name?: string; generation?: number; uid?: string } }).metadata ?? {};
+    const meta =
+      (raw as { metadata?: { namespace?: string; name?: string; generation?: number; uid?: string } })
+        .metadata ?? {};
     const message = `spec is invalid: ${z.prettifyError(error)}`;
     this.#d.log.warn({ namespace: meta.namespace, name: meta.name }, "Rejected invalid GitHubAppToken");
     const status = (raw as { status?: { conditions?: Condition[] } }).status;
-    const conditions = setCondition(status?.conditions, { type: "Ready", status: "False", reason: "InvalidSpec", message }, iso(this.#d.clock.now()), meta.generation);
+    const conditions = setCondition(
+      status?.conditions,
+      { type: "Ready", status: "False", reason: "InvalidSpec", message },
+      iso(this.#d.clock.now()),
+      meta.generation,
+    );
     if (sameJson(conditions, status?.conditions)) return;
-    await this.#d.kube.applyTokenStatus(meta.namespace ?? "", meta.name ?? "", { observedGeneration: meta.generation, conditions });
+    await this.#d.kube.applyTokenStatus(meta.namespace ?? "", meta.name ?? "", {
+      observedGeneration: meta.generation,
+      conditions,
+    });
     this.#d.forget(key);
   }
 
-  async #finalize(key: string, token: GitHubAppToken, observed: Observed, app: ResolvedApp | undefined, log: Logger) {
+  async #finalize(
+    key: string,
+    token: GitHubAppToken,
+    observed: Observed,
+    app: ResolvedApp | undefined,
+    log: Logger,
+  ) {
     const ns = token.metadata.namespace ?? "";
     const name = token.metadata.name;
     const ours = [...observed.secrets.values()].filter((s) => s.ownedByToken);
-    const held = currentToken({ ...observed, scopeHash: ours[0]?.annotations["ghat.dev/scope-hash"] ?? observed.scopeHash });
+    const held = currentToken({
+      ...observed,
+      scopeHash: ours[0]?.annotations["ghat.dev/scope-hash"] ?? observed.scopeHash,
+    });
     if (held) {
       const attempts = (this.#revokeAttempts.get(key) ?? 0) + 1;
       try {
@@ -373,11 +478,23 @@ export class Reconciler {
           this.#revokeAttempts.set(key, attempts);
           throw e;
         }
-        await this.#event(token, "Warning", "RevokeFailed", `Gave up revoking the token after ${attempts} attempts (${e.message}); it expires at ${iso(held.expiresAt)}`);
+        await this.#event(
+          token,
+          "Warning",
+          "RevokeFailed",
+          `Gave up revoking the token after ${attempts} attempts (${e.message}); it expires at ${iso(held.expiresAt)}`,
+        );
       }
     }
     for (const s of ours) await this.#d.kube.deleteSecret(ns, s.name);
-    await this.#d.kube.setFinalizer("githubapptokens", ns, name, token.metadata.finalizers ?? [], rv(token), false);
+    await this.#d.kube.setFinalizer(
+      "githubapptokens",
+      ns,
+      name,
+      token.metadata.finalizers ?? [],
+      rv(token),
+      false,
+    );
     log.info({ secrets: ours.map((s) => s.name) }, "Finalized GitHubAppToken");
     this.#forget(key);
   }
@@ -390,7 +507,10 @@ export class Reconciler {
         () => this.#d.hooks?.revoked?.("success"),
         (err: unknown) => {
           this.#d.hooks?.revoked?.("failure");
-          this.#d.log.warn({ err }, "Failed to revoke a superseded token; it expires by itself within the hour");
+          this.#d.log.warn(
+            { err },
+            "Failed to revoke a superseded token; it expires by itself within the hour",
+          );
         },
       );
     });
@@ -399,7 +519,12 @@ export class Reconciler {
   async #event(token: GitHubAppToken, type: "Normal" | "Warning", reason: string, message: string) {
     try {
       await this.#d.kube.event(
-        { kind: "GitHubAppToken", name: token.metadata.name, namespace: token.metadata.namespace ?? "", uid: token.metadata.uid },
+        {
+          kind: "GitHubAppToken",
+          name: token.metadata.name,
+          namespace: token.metadata.namespace ?? "",
+          uid: token.metadata.uid,
+        },
         type,
         reason,
         message,
@@ -423,7 +548,9 @@ function decodeSecret(s: ObservedSecretRaw, ownerUid: string): ObservedSecret {
     type: s.type ?? "Opaque",
     labels: s.metadata?.labels ?? {},
     annotations: s.metadata?.annotations ?? {},
-    data: Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")])),
+    data: Object.fromEntries(
+      Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]),
+    ),
     ownedByToken: ownerUid !== "" && (s.metadata?.ownerReferences ?? []).some((r) => r.uid === ownerUid),
   };
 }
@@ -434,7 +561,8 @@ export function grantShortfall(token: GitHubAppToken, minted: Minted): string[] 
   for (const [perm, level] of Object.entries(token.spec.permissions ?? {})) {
     const got = minted.permissions[perm];
     if (got === undefined) out.push(`${perm} not granted`);
-    else if (got !== level && !(level === "read" && (got === "write" || got === "admin"))) out.push(`${perm}: ${got} instead of ${level}`);
+    else if (got !== level && !(level === "read" && (got === "write" || got === "admin")))
+      out.push(`${perm}: ${got} instead of ${level}`);
   }
   if (minted.repositories && token.spec.repositories) {
     const granted = new Set(minted.repositories.map((r) => (r.split("/")[1] ?? r).toLowerCase()));

@@ -42,8 +42,7 @@ export function setCondition(
     status: input.status,
     reason: input.reason,
     message: input.message,
-    lastTransitionTime:
-      previous && previous.status === input.status ? previous.lastTransitionTime : nowIso,
+    lastTransitionTime: previous && previous.status === input.status ? previous.lastTransitionTime : nowIso,
     ...(observedGeneration === undefined ? {} : { observedGeneration }),
   };
   if (index >= 0) list[index] = next;
@@ -55,6 +54,9 @@ export function removeCondition(conditions: readonly Condition[] | undefined, ty
   return (conditions ?? []).filter((c) => c.type !== type);
 }
 
-export function findCondition(conditions: readonly Condition[] | undefined, type: string): Condition | undefined {
+export function findCondition(
+  conditions: readonly Condition[] | undefined,
+  type: string,
+): Condition | undefined {
   return conditions?.find((c) => c.type === type);
 }

@@ -37,7 +37,11 @@ export const errorCodes = [
 export type ErrorCode = (typeof errorCodes)[number];
 
 /** Codes that clear by themselves (retry with backoff); the others wait for a change. */
-const retryableCodes: ReadonlySet<ErrorCode> = new Set(["RateLimited", "GitHubUnavailable", "KubernetesError"]);
+const retryableCodes: ReadonlySet<ErrorCode> = new Set([
+  "RateLimited",
+  "GitHubUnavailable",
+  "KubernetesError",
+]);
 
 export interface GhatErrorOptions {
   /** HTTP status from GitHub or Kubernetes, when there was one. */
@@ -83,5 +87,8 @@ export function redact(text: string): string {
     .replace(/-----BEGIN [A-Z ]+-----[\s\S]*?(-----END [A-Z ]+-----|$)/g, "[REDACTED KEY]")
     .replace(/\b(gh[opusr]_[A-Za-z0-9._]{20,})/g, "[REDACTED TOKEN]")
     .replace(/\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/g, "[REDACTED JWT]")
-    .replace(/((?:authorization|token|bearer)["']?\s*[:=]?\s*["']?(?:bearer |token )?)[^\s"',}]{8,}/gi, "$1[REDACTED]");
+    .replace(
+      /((?:authorization|token|bearer)["']?\s*[:=]?\s*["']?(?:bearer |token )?)[^\s"',}]{8,}/gi,
+      "$1[REDACTED]",
+    );
 }

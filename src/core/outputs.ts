@@ -114,7 +114,10 @@ function render(target: SecretTarget, ctx: OutputContext): Shape {
         data: { [target.key ?? ".netrc"]: `machine ${host}\nlogin ${gitUsername}\npassword ${token}\n` },
       };
     case "envFile":
-      return { type: "Opaque", data: { [target.key ?? ".env"]: `GITHUB_TOKEN=${token}\nGH_TOKEN=${token}\n` } };
+      return {
+        type: "Opaque",
+        data: { [target.key ?? ".env"]: `GITHUB_TOKEN=${token}\nGH_TOKEN=${token}\n` },
+      };
     case "template": {
       const values = {
         token,
@@ -129,7 +132,8 @@ function render(target: SecretTarget, ctx: OutputContext): Shape {
         try {
           data[key] = renderTemplate(source, values);
         } catch (err) {
-          if (err instanceof TemplateError) throw new OutputError(`template for key "${key}" of Secret "${target.name}": ${err.message}`);
+          if (err instanceof TemplateError)
+            throw new OutputError(`template for key "${key}" of Secret "${target.name}": ${err.message}`);
           throw err;
         }
       }
@@ -139,13 +143,17 @@ function render(target: SecretTarget, ctx: OutputContext): Shape {
       const registry = target.url ? new URL(target.url).host : "ghcr.io";
       const basic = Buffer.from(`${gitUsername}:${token}`).toString("base64");
       const config = { auths: { [registry]: { username: gitUsername, password: token, auth: basic } } };
-      return { type: "kubernetes.io/dockerconfigjson", data: { ".dockerconfigjson": JSON.stringify(config) } };
+      return {
+        type: "kubernetes.io/dockerconfigjson",
+        data: { ".dockerconfigjson": JSON.stringify(config) },
+      };
     }
   }
 }
 
 function defaultArgoUrl(format: "argocdRepository" | "argocdRepoCreds", ctx: OutputContext): string {
-  if (!ctx.owner) throw new OutputError(`format ${format} needs url: the installation's owner is not known yet`);
+  if (!ctx.owner)
+    throw new OutputError(`format ${format} needs url: the installation's owner is not known yet`);
   if (format === "argocdRepoCreds") return `https://${ctx.host}/${ctx.owner}`;
   if (ctx.repositories.length !== 1) {
     throw new OutputError("format argocdRepository needs url unless exactly one repository is requested");
@@ -158,7 +166,11 @@ function withSlash(url: string): string {
 }
 
 /** Reads the token back out of a Secret written in `format` (restart safety). */
-export function extractToken(format: SecretFormat, key: string | undefined, data: Record<string, string>): string | undefined {
+export function extractToken(
+  format: SecretFormat,
+  key: string | undefined,
+  data: Record<string, string>,
+): string | undefined {
   switch (format) {
     case "token":
       return data[key ?? "token"] || undefined;

@@ -1,7 +1,14 @@
 import { createHash } from "node:crypto";
 import type { SecretTarget } from "../api/githubapptoken.ts";
 import type { ErrorCode } from "./errors.ts";
-import { annotations, type DesiredSecret, desiredSecret, extractToken, labels, type OutputContext } from "./outputs.ts";
+import {
+  annotations,
+  type DesiredSecret,
+  desiredSecret,
+  extractToken,
+  labels,
+  type OutputContext,
+} from "./outputs.ts";
 
 /** A Secret as the kube layer observed it (data already decoded to text). */
 export interface ObservedSecret {
@@ -64,7 +71,9 @@ export const checks: readonly [string, Check][] = [
   [
     "SpecInvalid",
     (o) =>
-      o.specProblems.length > 0 ? { action: "blocked", code: "InvalidSpec", message: o.specProblems.join("; ") } : undefined,
+      o.specProblems.length > 0
+        ? { action: "blocked", code: "InvalidSpec", message: o.specProblems.join("; ") }
+        : undefined,
   ],
   ["AppUnusable", (o) => (o.appProblem ? { action: "blocked", ...o.appProblem } : undefined)],
   [
@@ -102,7 +111,8 @@ export const checks: readonly [string, Check][] = [
   ],
   [
     "RefreshDue",
-    (o, current) => (current && o.now >= current.refreshAt ? { action: "mint", why: "RefreshDue", current } : undefined),
+    (o, current) =>
+      current && o.now >= current.refreshAt ? { action: "mint", why: "RefreshDue", current } : undefined,
   ],
   [
     "SecretsDrifted",
@@ -154,7 +164,10 @@ export function currentToken(o: Observed): CurrentToken | undefined {
 }
 
 /** The Secrets every target should hold for `current`. */
-export function desiredSecrets(o: Observed, current: Pick<CurrentToken, "token" | "expiresAt" | "refreshAt">): DesiredSecret[] {
+export function desiredSecrets(
+  o: Observed,
+  current: Pick<CurrentToken, "token" | "expiresAt" | "refreshAt">,
+): DesiredSecret[] {
   const ctx: OutputContext = {
     ...o.render,
     token: current.token,
@@ -181,7 +194,8 @@ function isOurs(s: ObservedSecret, tokenName: string): boolean {
 /** True when the observed Secret already has everything desired (extra fields are tolerated). */
 export function matches(observed: ObservedSecret | undefined, desired: DesiredSecret): boolean {
   if (!observed || observed.type !== desired.type) return false;
-  const sub = (a: Record<string, string>, b: Record<string, string>) => Object.entries(a).every(([k, v]) => b[k] === v);
+  const sub = (a: Record<string, string>, b: Record<string, string>) =>
+    Object.entries(a).every(([k, v]) => b[k] === v);
   return (
     sub(desired.labels, observed.labels) &&
     sub(desired.annotations, observed.annotations) &&

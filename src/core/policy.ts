@@ -37,7 +37,8 @@ export function evaluatePolicy(appName: string, policy: ClusterAppPolicy, req: P
 
   const owner = req.installation.owner ?? req.installation.repository?.split("/")[0] ?? req.resolvedOwner;
   const inst = policy.installations;
-  const ownerAllowed = (o: string) => (inst?.owners ?? []).some((x) => x === "*" || x.toLowerCase() === o.toLowerCase());
+  const ownerAllowed = (o: string) =>
+    (inst?.owners ?? []).some((x) => x === "*" || x.toLowerCase() === o.toLowerCase());
   if (req.installation.id !== undefined) {
     if (!(inst?.ids ?? []).includes(req.installation.id) && !(inst?.owners ?? []).includes("*")) {
       return deny("installations", `installation id ${req.installation.id}`);
@@ -48,24 +49,34 @@ export function evaluatePolicy(appName: string, policy: ClusterAppPolicy, req: P
 
   const ceiling = policy.maxPermissions;
   if (req.permissions === undefined || Object.keys(req.permissions).length === 0) {
-    return deny("maxPermissions", "a token without explicit permissions (it would get all of the installation's)");
+    return deny(
+      "maxPermissions",
+      "a token without explicit permissions (it would get all of the installation's)",
+    );
   }
   for (const [name, level] of Object.entries(req.permissions)) {
     const max = ceiling?.[name];
     if (level === undefined) continue;
     if (max === undefined) return deny("maxPermissions", `permission "${name}"`);
-    if (levelRank[level] > levelRank[max]) return deny("maxPermissions", `${name}: ${level} (at most ${max})`);
+    if (levelRank[level] > levelRank[max])
+      return deny("maxPermissions", `${name}: ${level} (at most ${max})`);
   }
 
   const patterns = policy.repositories ?? [];
   const named = req.repositories ?? [];
   if (named.length === 0 && (req.repositoryIds ?? []).length === 0) {
     if (!patterns.includes("*/*")) {
-      return deny("repositories", "a token without explicit repositories (it would get all of the installation's)");
+      return deny(
+        "repositories",
+        "a token without explicit repositories (it would get all of the installation's)",
+      );
     }
   }
   if ((req.repositoryIds ?? []).length > 0 && !patterns.includes("*/*")) {
-    return deny("repositories", "repositoryIds (ids cannot be matched against patterns; name the repositories)");
+    return deny(
+      "repositories",
+      "repositoryIds (ids cannot be matched against patterns; name the repositories)",
+    );
   }
   const repoOwner = owner ?? "*";
   for (const repo of named) {

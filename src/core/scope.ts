@@ -21,7 +21,13 @@ export function tokenScope(
 ): TokenScope {
   const inst = spec.installation;
   return {
-    app: { kind: spec.appRef.kind, name: spec.appRef.name, namespace: app.namespace, issuer: app.issuer, baseUrl: app.baseUrl },
+    app: {
+      kind: spec.appRef.kind,
+      name: spec.appRef.name,
+      namespace: app.namespace,
+      issuer: app.issuer,
+      baseUrl: app.baseUrl,
+    },
     installation: {
       ...(inst.id === undefined ? {} : { id: inst.id }),
       ...(inst.owner === undefined ? {} : { owner: inst.owner.toLowerCase() }),

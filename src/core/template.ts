@@ -38,7 +38,9 @@ export class TemplateError extends Error {
   }
 }
 
-type Part = { text: string } | { variable: TemplateVariable; pipes: { name: string; arg: string | undefined }[] };
+type Part =
+  | { text: string }
+  | { variable: TemplateVariable; pipes: { name: string; arg: string | undefined }[] };
 
 /** Parses a template; throws TemplateError with the position of the first problem. */
 export function parseTemplate(source: string): Part[] {
@@ -87,10 +89,12 @@ export function renderTemplate(source: string, values: TemplateValues): string {
     if ("text" in part) out += part.text;
     else {
       let v = values[part.variable];
-      for (const p of part.pipes) v = (filters[p.name] as (value: string, arg: string | undefined) => string)(v, p.arg);
+      for (const p of part.pipes)
+        v = (filters[p.name] as (value: string, arg: string | undefined) => string)(v, p.arg);
       out += v;
     }
-    if (out.length > maxTemplateOutput) throw new TemplateError(`output is larger than ${maxTemplateOutput} bytes`, source, 0);
+    if (out.length > maxTemplateOutput)
+      throw new TemplateError(`output is larger than ${maxTemplateOutput} bytes`, source, 0);
   }
   return out;
 }

@@ -1,4 +1,10 @@
-import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject, type KubernetesObject } from "@kubernetes/client-node";
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+} from "@kubernetes/client-node";
 import { group, version } from "../api/meta.ts";
 import type { Clock } from "../clock.ts";
 import { labels, managedByValue } from "../core/outputs.ts";
@@ -47,18 +53,23 @@ export class ClusterCache {
       this.#tokens.push(this.#customInformer("GitHubAppToken", "githubapptokens", ns));
       this.#apps.push(this.#customInformer("GitHubApp", "githubapps", ns));
       this.#secrets.push(
-        this.#informer("Secret", ns ? `/api/v1/namespaces/${ns}/secrets` : "/api/v1/secrets", async () =>
-          asList(
-            ns
-              ? await this.#core.listNamespacedSecret({ namespace: ns, labelSelector: selector })
-              : await this.#core.listSecretForAllNamespaces({ labelSelector: selector }),
-          ),
+        this.#informer(
+          "Secret",
+          ns ? `/api/v1/namespaces/${ns}/secrets` : "/api/v1/secrets",
+          async () =>
+            asList(
+              ns
+                ? await this.#core.listNamespacedSecret({ namespace: ns, labelSelector: selector })
+                : await this.#core.listSecretForAllNamespaces({ labelSelector: selector }),
+            ),
           { labelSelector: selector },
         ),
       );
     }
     this.#clusterApps = this.#customInformer("ClusterGitHubApp", "clustergithubapps", undefined);
-    this.#namespaces = this.#informer("Namespace", "/api/v1/namespaces", async () => asList(await this.#core.listNamespace()));
+    this.#namespaces = this.#informer("Namespace", "/api/v1/namespaces", async () =>
+      asList(await this.#core.listNamespace()),
+    );
   }
 
   async start(): Promise<void> {
@@ -94,9 +105,11 @@ export class ClusterCache {
 
   /** A Secret not in the managed cache, read from the API server (to detect name conflicts). */
   async readSecret(namespace: string, name: string): Promise<Obj | undefined> {
-    return (await call(`read Secret ${namespace}/${name}`, () => this.#core.readNamespacedSecret({ namespace, name }), [404])) as
-      | Obj
-      | undefined;
+    return (await call(
+      `read Secret ${namespace}/${name}`,
+      () => this.#core.readNamespacedSecret({ namespace, name }),
+      [404],
+    )) as Obj | undefined;
   }
 
   namespaceLabels(namespace: string): Record<string, string> {
@@ -114,7 +127,10 @@ export class ClusterCache {
       informer = this.#informer(
         "KeySecret",
         `/api/v1/namespaces/${namespace}/secrets`,
-        async () => asList(await this.#core.listNamespacedSecret({ namespace, fieldSelector: `metadata.name=${name}` })),
+        async () =>
+          asList(
+            await this.#core.listNamespacedSecret({ namespace, fieldSelector: `metadata.name=${name}` }),
+          ),
         { fieldSelector: `metadata.name=${name}` },
       );
       this.#keySecrets.set(id, informer);
@@ -125,11 +141,20 @@ export class ClusterCache {
   }
 
   #all(): Informer<Obj>[] {
-    return [...this.#tokens, ...this.#apps, this.#clusterApps, ...this.#secrets, this.#namespaces, ...this.#keySecrets.values()];
+    return [
+      ...this.#tokens,
+      ...this.#apps,
+      this.#clusterApps,
+      ...this.#secrets,
+      this.#namespaces,
+      ...this.#keySecrets.values(),
+    ];
   }
 
   #customInformer(kind: Kind, plural: string, namespace: string | undefined): Informer<Obj> {
-    const path = namespace ? `/apis/${group}/${version}/namespaces/${namespace}/${plural}` : `/apis/${group}/${version}/${plural}`;
+    const path = namespace
+      ? `/apis/${group}/${version}/namespaces/${namespace}/${plural}`
+      : `/apis/${group}/${version}/${plural}`;
     return this.#informer(kind, path, async () =>
       asList(
         namespace
@@ -169,5 +194,10 @@ function find(informers: Informer<Obj>[], name: string, namespace: string): Obj 
 /** client-node lists are typed per kind; the informer only needs items and metadata. */
 function asList(list: unknown): KubernetesListObject<Obj> {
   const l = list as { items?: Obj[]; metadata?: { resourceVersion?: string } };
-  return { apiVersion: "v1", kind: "List", items: l.items ?? [], metadata: l.metadata ?? {} } as KubernetesListObject<Obj>;
+  return {
+    apiVersion: "v1",
+    kind: "List",
+    items: l.items ?? [],
+    metadata: l.metadata ?? {},
+  } as KubernetesListObject<Obj>;
 }

@@ -1,4 +1,10 @@
-import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from "@kubernetes/client-node";
+import {
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  ListWatch,
+  Watch,
+} from "@kubernetes/client-node";
 import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
 

@@ -32,7 +32,12 @@ export interface ObjectRef {
 
 /** Everything ghat writes to the API server. The reconciler depends on this, not on client-node. */
 export interface KubeWriter {
-  applySecret(namespace: string, secret: DesiredSecret, owner: OwnerRef, observedType: string | undefined): Promise<void>;
+  applySecret(
+    namespace: string,
+    secret: DesiredSecret,
+    owner: OwnerRef,
+    observedType: string | undefined,
+  ): Promise<void>;
   deleteSecret(namespace: string, name: string): Promise<void>;
   applyTokenStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void>;
   setFinalizer(
@@ -68,9 +73,15 @@ export class KubeClient implements KubeWriter {
     return this.#custom;
   }
 
-  async applySecret(namespace: string, secret: DesiredSecret, owner: OwnerRef, observedType: string | undefined) {
+  async applySecret(
+    namespace: string,
+    secret: DesiredSecret,
+    owner: OwnerRef,
+    observedType: string | undefined,
+  ) {
     // A Secret's type is immutable: a format change that changes the type replaces the Secret.
-    if (observedType !== undefined && observedType !== secret.type) await this.deleteSecret(namespace, secret.name);
+    if (observedType !== undefined && observedType !== secret.type)
+      await this.deleteSecret(namespace, secret.name);
     const body: V1Secret = {
       apiVersion: "v1",
       kind: "Secret",
@@ -80,11 +91,20 @@ export class KubeClient implements KubeWriter {
         labels: secret.labels,
         annotations: secret.annotations,
         ownerReferences: [
-          { apiVersion, kind: owner.kind, name: owner.name, uid: owner.uid, controller: true, blockOwnerDeletion: true },
+          {
+            apiVersion,
+            kind: owner.kind,
+            name: owner.name,
+            uid: owner.uid,
+            controller: true,
+            blockOwnerDeletion: true,
+          },
         ],
       },
       type: secret.type,
-      data: Object.fromEntries(Object.entries(secret.data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])),
+      data: Object.fromEntries(
+        Object.entries(secret.data).map(([k, v]) => [k, Buffer.from(v).toString("base64")]),
+      ),
     };
     await call(`apply Secret ${namespace}/${secret.name}`, () =>
       this.#objects.patch(body, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
@@ -92,7 +112,11 @@ export class KubeClient implements KubeWriter {
   }
 
   async deleteSecret(namespace: string, name: string) {
-    await call(`delete Secret ${namespace}/${name}`, () => this.#core.deleteNamespacedSecret({ namespace, name }), [404]);
+    await call(
+      `delete Secret ${namespace}/${name}`,
+      () => this.#core.deleteNamespacedSecret({ namespace, name }),
+      [404],
+    );
   }
 
   async applyTokenStatus(namespace: string, name: string, status: Record<string, unknown>) {
@@ -163,7 +187,11 @@ export class KubeClient implements KubeWriter {
 }
 
 /** Runs an API call, turning failures into a GhatError that carries the status and no secrets. */
-export async function call<T>(what: string, fn: () => Promise<T>, ignore: readonly number[] = []): Promise<T | undefined> {
+export async function call<T>(
+  what: string,
+  fn: () => Promise<T>,
+  ignore: readonly number[] = [],
+): Promise<T | undefined> {
   try {
     return await fn();
   } catch (err) {

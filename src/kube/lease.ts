@@ -54,12 +54,19 @@ export class LeaderElector {
     if (!this.#leading) return;
     this.#leading = false;
     try {
-      const lease = await this.#o.api.readNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace });
+      const lease = await this.#o.api.readNamespacedLease({
+        name: this.#o.name,
+        namespace: this.#o.namespace,
+      });
       if (lease.spec?.holderIdentity === this.#o.identity) {
         delete lease.spec.holderIdentity;
         lease.spec.leaseDurationSeconds = 1;
         lease.spec.renewTime = new V1MicroTime(this.#o.clock.now());
-        await this.#o.api.replaceNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace, body: lease });
+        await this.#o.api.replaceNamespacedLease({
+          name: this.#o.name,
+          namespace: this.#o.namespace,
+          body: lease,
+        });
         this.#o.log.info({ lease: this.#o.name }, "Released leader lease");
       }
     } catch (err) {
@@ -129,7 +136,9 @@ export class LeaderElector {
       holderIdentity: identity,
       leaseDurationSeconds: durationS,
       renewTime: new V1MicroTime(now),
-      ...(takingOver ? { acquireTime: new V1MicroTime(now), leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
+      ...(takingOver
+        ? { acquireTime: new V1MicroTime(now), leaseTransitions: (spec.leaseTransitions ?? 0) + 1 }
+        : {}),
     };
     try {
       await api.replaceNamespacedLease({ name, namespace, body: lease });

@@ -29,7 +29,17 @@ export async function runOperator(kubeconfig: string, flags: string[] = []): Pro
     },
   });
   const config = parseConfig(
-    ["--kubeconfig", kubeconfig, "--health-port", "0", "--metrics-port", "0", "--bind-address", "127.0.0.1", ...flags],
+    [
+      "--kubeconfig",
+      kubeconfig,
+      "--health-port",
+      "0",
+      "--metrics-port",
+      "0",
+      "--bind-address",
+      "127.0.0.1",
+      ...flags,
+    ],
     {},
   );
   const operator = await startOperator(config, { log: createLogger({ level: "debug", destination: sink }) });
@@ -46,7 +56,16 @@ export async function startGitHub(options: { tokenLifetimeSeconds?: number } = {
   const sim: Simulator = await startSimulator({
     ...(options.tokenLifetimeSeconds ? { tokenLifetimeSeconds: options.tokenLifetimeSeconds } : {}),
     seed: {
-      apps: [{ id: appId, clientId: "Iv23liE2eTest", slug: "ghat-e2e", name: "ghat e2e", owner, publicKeys: [keys.publicKeyPem] }],
+      apps: [
+        {
+          id: appId,
+          clientId: "Iv23liE2eTest",
+          slug: "ghat-e2e",
+          name: "ghat e2e",
+          owner,
+          publicKeys: [keys.publicKeyPem],
+        },
+      ],
       installations: [
         {
           id: installationId,
@@ -77,7 +96,10 @@ export class Kube {
   }
 
   async createKeySecret(namespace: string, name: string, pem: string, key = "private-key.pem") {
-    await this.core.createNamespacedSecret({ namespace, body: { metadata: { name }, stringData: { [key]: pem } } });
+    await this.core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name }, stringData: { [key]: pem } },
+    });
   }
 
   async createApp(namespace: string, name: string, spec: Record<string, unknown>) {
@@ -92,7 +114,13 @@ export class Kube {
 
   async getToken(namespace: string, name: string): Promise<TokenObject | undefined> {
     try {
-      return (await this.custom.getNamespacedCustomObject({ group, version, namespace, plural: "githubapptokens", name })) as TokenObject;
+      return (await this.custom.getNamespacedCustomObject({
+        group,
+        version,
+        namespace,
+        plural: "githubapptokens",
+        name,
+      })) as TokenObject;
     } catch {
       return undefined;
     }

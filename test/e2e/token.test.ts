@@ -1,6 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { installationId, Kube, owner, ready, runOperator, type RunningOperator, startGitHub, tokenYaml } from "./operator.ts";
 import { kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
+import {
+  installationId,
+  Kube,
+  owner,
+  type RunningOperator,
+  ready,
+  runOperator,
+  startGitHub,
+  tokenYaml,
+} from "./operator.ts";
 
 /**
  * GitHubAppToken end to end: the real API server, the operator in-process, the simulator
@@ -24,7 +33,11 @@ describe("GitHubAppToken on a real API server", () => {
   async function setup(prefix: string) {
     const ns = await newNamespace(prefix);
     await kube.createKeySecret(ns, "app-key", github.keys.privateKeyPkcs1Pem);
-    await kube.createApp(ns, "app", { appId: 4242, privateKeySecretRef: { name: "app-key" }, baseUrl: github.sim.url });
+    await kube.createApp(ns, "app", {
+      appId: 4242,
+      privateKeySecretRef: { name: "app-key" },
+      baseUrl: github.sim.url,
+    });
     return ns;
   }
 
@@ -41,7 +54,13 @@ describe("GitHubAppToken on a real API server", () => {
 
   it("apply → Ready, and the Secret's token is live with exactly the requested scope", async () => {
     const ns = await setup("ready");
-    await apply(ns, tokenYaml("ci", { permissions: { contents: "read", issues: "write" }, repositories: ["app", "library"] }));
+    await apply(
+      ns,
+      tokenYaml("ci", {
+        permissions: { contents: "read", issues: "write" },
+        repositories: ["app", "library"],
+      }),
+    );
     await waitReady(ns, "ci");
     const token = await kube.secretValue(ns, "ci-token");
     expect(token).toMatch(/^ghs_/);
@@ -54,8 +73,14 @@ describe("GitHubAppToken on a real API server", () => {
     expect(t?.status?.installationId).toBe(installationId);
     expect(t?.status?.observedGeneration).toBe(1);
     const secret = await kube.secret(ns, "ci-token");
-    expect(Date.parse(secret?.metadata?.annotations?.["ghat.dev/expires-at"] ?? "")).toBe(Date.parse(t?.status?.expiresAt ?? ""));
-    expect(secret?.metadata?.ownerReferences?.[0]).toMatchObject({ kind: "GitHubAppToken", name: "ci", controller: true });
+    expect(Date.parse(secret?.metadata?.annotations?.["ghat.dev/expires-at"] ?? "")).toBe(
+      Date.parse(t?.status?.expiresAt ?? ""),
+    );
+    expect(secret?.metadata?.ownerReferences?.[0]).toMatchObject({
+      kind: "GitHubAppToken",
+      name: "ci",
+      controller: true,
+    });
   });
 
   it("shows the columns and explains every field with kubectl", async () => {
@@ -76,7 +101,10 @@ describe("GitHubAppToken on a real API server", () => {
       [{ permissions: { not_a_permission: "read" } }, "unknown permission name"],
       [{ installation: { id: 1, owner: "acme" } }, "exactly one of id, owner or repository"],
       [{ repositories: Array.from({ length: 501 }, (_, i) => `r${i}`) }, "must have at most 500 items"],
-      [{ refreshPolicy: { refreshBefore: "5m", minRemainingLifetime: "10m" } }, "refreshBefore must be longer"],
+      [
+        { refreshPolicy: { refreshBefore: "5m", minRemainingLifetime: "10m" } },
+        "refreshBefore must be longer",
+      ],
       [{ secrets: [] }, "should have at least 1 items"],
     ];
     for (const [spec, message] of cases) {
@@ -98,17 +126,34 @@ describe("GitHubAppToken on a real API server", () => {
     await apply(ns, tokenYaml("edit", { permissions: { contents: "read", issues: "read" } }));
     await expect.poll(() => kube.secretValue(ns, "edit-token"), { timeout: 15_000 }).not.toBe(first);
     const second = await kube.secretValue(ns, "edit-token");
-    expect(github.sim.checkToken(second ?? "").scope?.permissions).toEqual({ contents: "read", issues: "read" });
+    expect(github.sim.checkToken(second ?? "").scope?.permissions).toEqual({
+      contents: "read",
+      issues: "read",
+    });
     await expect.poll(() => github.sim.checkToken(first ?? "").live, { timeout: 15_000 }).toBe(false);
   });
 
   it("leaves a foreign Secret of the same name untouched and says SecretConflict", async () => {
     const ns = await setup("conflict");
-    await kube.core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: "mine-token" }, stringData: { token: "hand-made" } } });
+    await kube.core.createNamespacedSecret({
+      namespace: ns,
+      body: { metadata: { name: "mine-token" }, stringData: { token: "hand-made" } },
+    });
     await apply(ns, tokenYaml("mine", {}));
-    await expect.poll(async () => ready(await kube.getToken(ns, "mine"))?.reason, { timeout: 15_000 }).toBe("SecretConflict");
+    await expect
+      .poll(async () => ready(await kube.getToken(ns, "mine"))?.reason, { timeout: 15_000 })
+      .toBe("SecretConflict");
     expect(await kube.secretValue(ns, "mine-token")).toBe("hand-made");
-    const events = await kubectl(["-n", ns, "get", "events", "--field-selector", "involvedObject.name=mine", "-o", "jsonpath={.items[*].reason}"]);
+    const events = await kubectl([
+      "-n",
+      ns,
+      "get",
+      "events",
+      "--field-selector",
+      "involvedObject.name=mine",
+      "-o",
+      "jsonpath={.items[*].reason}",
+    ]);
     expect(events.stdout).toContain("SecretConflict");
   });
 
@@ -141,9 +186,21 @@ describe("GitHubAppToken on a real API server", () => {
     const ns = await setup("burst");
     const yaml = Array.from({ length: 200 }, (_, i) => tokenYaml(`t${i}`, {})).join("---\n");
     await apply(ns, yaml);
-    const r = await kubectl(["-n", ns, "wait", "--for=condition=Ready", "ghat", "--all", "--timeout=90s"], {});
+    const r = await kubectl(
+      ["-n", ns, "wait", "--for=condition=Ready", "ghat", "--all", "--timeout=90s"],
+      {},
+    );
     expect(r.code).toBe(0);
-    const list = await kubectl(["-n", ns, "get", "secrets", "-l", "app.kubernetes.io/managed-by=ghat", "-o", "name"]);
+    const list = await kubectl([
+      "-n",
+      ns,
+      "get",
+      "secrets",
+      "-l",
+      "app.kubernetes.io/managed-by=ghat",
+      "-o",
+      "name",
+    ]);
     expect(list.stdout.trim().split("\n")).toHaveLength(200);
   });
 });

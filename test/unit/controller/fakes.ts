@@ -26,8 +26,15 @@ export class FakeKube implements KubeWriter {
     this.writes++;
     this.secrets.set(`${namespace}/${secret.name}`, {
       type: secret.type,
-      metadata: { name: secret.name, labels: secret.labels, annotations: secret.annotations, ownerReferences: [{ uid: owner.uid }] },
-      data: Object.fromEntries(Object.entries(secret.data).map(([k, v]) => [k, Buffer.from(v).toString("base64")])),
+      metadata: {
+        name: secret.name,
+        labels: secret.labels,
+        annotations: secret.annotations,
+        ownerReferences: [{ uid: owner.uid }],
+      },
+      data: Object.fromEntries(
+        Object.entries(secret.data).map(([k, v]) => [k, Buffer.from(v).toString("base64")]),
+      ),
     });
   }
   async deleteSecret(namespace: string, name: string) {
@@ -39,7 +46,14 @@ export class FakeKube implements KubeWriter {
     const t = this.tokens.get(`${namespace}/${name}`);
     if (t) t.status = structuredClone(status) as GitHubAppToken["status"];
   }
-  async setFinalizer(_plural: string, namespace: string, name: string, current: readonly string[], _rv: string, present: boolean) {
+  async setFinalizer(
+    _plural: string,
+    namespace: string,
+    name: string,
+    current: readonly string[],
+    _rv: string,
+    present: boolean,
+  ) {
     this.writes++;
     const t = this.tokens.get(`${namespace}/${name}`);
     if (!t) return;
@@ -51,7 +65,12 @@ export class FakeKube implements KubeWriter {
   }
   secretData(ns: string, name: string): Record<string, string> | undefined {
     const s = this.secrets.get(`${ns}/${name}`);
-    return s && Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]));
+    return (
+      s &&
+      Object.fromEntries(
+        Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]),
+      )
+    );
   }
 }
 
@@ -90,7 +109,14 @@ export function tokenObject(overrides: Partial<GitHubAppToken["spec"]> = {}): Gi
   return {
     apiVersion: "ghat.dev/v1alpha1",
     kind: "GitHubAppToken",
-    metadata: { name: "ci", namespace: "team", uid: "uid-1", generation: 1, resourceVersion: "1", finalizers: [finalizer] },
+    metadata: {
+      name: "ci",
+      namespace: "team",
+      uid: "uid-1",
+      generation: 1,
+      resourceVersion: "1",
+      finalizers: [finalizer],
+    },
     spec: {
       appRef: { kind: "GitHubApp", name: "app" },
       installation: { owner: "acme" },
@@ -111,10 +137,17 @@ export function harness(options: { log?: Writable } = {}) {
     apiVersion: "ghat.dev/v1alpha1",
     kind: "GitHubApp",
     metadata: { name: "app", namespace: "team" },
-    spec: { appId: 1, privateKeySecretRef: { name: "app-key", key: "private-key.pem" }, baseUrl: "https://api.github.com" },
+    spec: {
+      appId: 1,
+      privateKeySecretRef: { name: "app-key", key: "private-key.pem" },
+      baseUrl: "https://api.github.com",
+    },
   });
   kube.keySecrets.set("team/app-key", { "private-key.pem": Buffer.from(keyPem).toString("base64") });
-  const log = createLogger({ level: "debug", destination: options.log ?? new Writable({ write: (_c, _e, cb) => cb() }) });
+  const log = createLogger({
+    level: "debug",
+    destination: options.log ?? new Writable({ write: (_c, _e, cb) => cb() }),
+  });
   const reconciler = new Reconciler({
     clock,
     log,

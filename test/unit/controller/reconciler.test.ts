@@ -69,7 +69,9 @@ describe("Reconciler", () => {
   it("honours the rate-limit reset time GitHub gave", async () => {
     const { kube, github, reconciler, requeues, clock } = harness();
     kube.tokens.set(key, tokenObject());
-    github.failNext.push(new GhatError("RateLimited", "rate limited", { status: 403, retryAt: clock.now() + 600_000 }));
+    github.failNext.push(
+      new GhatError("RateLimited", "rate limited", { status: 403, retryAt: clock.now() + 600_000 }),
+    );
     await reconciler.reconcile(key);
     expect(requeues.get(key)).toBe(clock.now() + 600_000);
     expect(ready(kube.tokens.get(key))).toMatchObject({ status: "False", reason: "RateLimited" });
@@ -78,7 +80,11 @@ describe("Reconciler", () => {
   it("never overwrites a Secret it does not own and reports SecretConflict", async () => {
     const { kube, github, reconciler, requeues } = harness();
     kube.tokens.set(key, tokenObject());
-    kube.secrets.set("team/ci-token", { type: "Opaque", metadata: { name: "ci-token" }, data: { token: "b3RoZXI=" } });
+    kube.secrets.set("team/ci-token", {
+      type: "Opaque",
+      metadata: { name: "ci-token" },
+      data: { token: "b3RoZXI=" },
+    });
     await reconciler.reconcile(key);
     expect(github.minted).toHaveLength(0);
     expect(kube.secretData("team", "ci-token")).toEqual({ token: "other" });
@@ -88,19 +94,33 @@ describe("Reconciler", () => {
 
   it("restores a deleted Secret without minting", async () => {
     const { kube, github, reconciler } = harness();
-    kube.tokens.set(key, tokenObject({ secrets: [{ name: "ci-token", format: "token" }, { name: "ci-flux", format: "basicAuth" }] }));
+    kube.tokens.set(
+      key,
+      tokenObject({
+        secrets: [
+          { name: "ci-token", format: "token" },
+          { name: "ci-flux", format: "basicAuth" },
+        ],
+      }),
+    );
     await reconciler.reconcile(key);
     kube.secrets.delete("team/ci-flux");
     await reconciler.reconcile(key);
     expect(github.minted).toHaveLength(1);
-    expect(kube.secretData("team", "ci-flux")).toEqual({ username: "x-access-token", password: github.minted[0] });
+    expect(kube.secretData("team", "ci-flux")).toEqual({
+      username: "x-access-token",
+      password: github.minted[0],
+    });
   });
 
   it("re-mints at once when the spec's scope changes", async () => {
     const { kube, github, reconciler } = harness();
     kube.tokens.set(key, tokenObject());
     await reconciler.reconcile(key);
-    kube.tokens.set(key, { ...tokenObject({ permissions: { contents: "write" } }), status: kube.tokens.get(key)?.status });
+    kube.tokens.set(key, {
+      ...tokenObject({ permissions: { contents: "write" } }),
+      status: kube.tokens.get(key)?.status,
+    });
     await reconciler.reconcile(key);
     expect(github.minted).toHaveLength(2);
   });
@@ -129,7 +149,9 @@ describe("Reconciler", () => {
 
   it("reports an unreadable key as InvalidPrivateKey without echoing it", async () => {
     const { kube, reconciler } = harness();
-    kube.keySecrets.set("team/app-key", { "private-key.pem": Buffer.from("ssh-ed25519 AAAA secret").toString("base64") });
+    kube.keySecrets.set("team/app-key", {
+      "private-key.pem": Buffer.from("ssh-ed25519 AAAA secret").toString("base64"),
+    });
     kube.tokens.set(key, tokenObject());
     await reconciler.reconcile(key);
     const r = ready(kube.tokens.get(key)) as { reason: string; message: string };
@@ -159,7 +181,8 @@ describe("Reconciler", () => {
     clock.advance((requeues.get(key) ?? 0) - clock.now());
     github.failNext.push(new GhatError("GitHubUnavailable", "boom"));
     await reconciler.reconcile(key);
-    const visible = chunks.join("") + JSON.stringify(kube.tokens.get(key)?.status) + JSON.stringify(kube.events);
+    const visible =
+      chunks.join("") + JSON.stringify(kube.tokens.get(key)?.status) + JSON.stringify(kube.events);
     for (const token of github.minted) expect(visible).not.toContain(token);
     expect(visible).not.toContain("PRIVATE KEY");
   });

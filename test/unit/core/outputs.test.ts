@@ -21,7 +21,10 @@ describe("desiredSecret", () => {
     const s = desiredSecret({ name: "t", format: "token" }, ctx);
     expect(s).toMatchObject({ type: "Opaque", data: { token: stateless } });
     expect(s.labels).toMatchObject({ "app.kubernetes.io/managed-by": "ghat", "ghat.dev/token": "ci" });
-    expect(s.annotations).toMatchObject({ "ghat.dev/expires-at": ctx.expiresAt, "ghat.dev/refresh-at": ctx.refreshAt });
+    expect(s.annotations).toMatchObject({
+      "ghat.dev/expires-at": ctx.expiresAt,
+      "ghat.dev/refresh-at": ctx.refreshAt,
+    });
   });
 
   it("writes Flux's basic-auth shape", () => {
@@ -34,19 +37,31 @@ describe("desiredSecret", () => {
   it("writes Argo CD repository and repo-creds Secrets with their label and fields", () => {
     const repo = desiredSecret({ name: "t", format: "argocdRepository" }, ctx);
     expect(repo.labels["argocd.argoproj.io/secret-type"]).toBe("repository");
-    expect(repo.data).toEqual({ type: "git", url: "https://github.com/acme/app.git", username: "x-access-token", password: stateless });
+    expect(repo.data).toEqual({
+      type: "git",
+      url: "https://github.com/acme/app.git",
+      username: "x-access-token",
+      password: stateless,
+    });
     const creds = desiredSecret({ name: "t", format: "argocdRepoCreds" }, ctx);
     expect(creds.labels["argocd.argoproj.io/secret-type"]).toBe("repo-creds");
     expect(creds.data.url).toBe("https://github.com/acme");
   });
 
   it("is deterministic: the same input gives the same Secret", () => {
-    expect(desiredSecret({ name: "t", format: "gitconfig" }, ctx)).toEqual(desiredSecret({ name: "t", format: "gitconfig" }, ctx));
+    expect(desiredSecret({ name: "t", format: "gitconfig" }, ctx)).toEqual(
+      desiredSecret({ name: "t", format: "gitconfig" }, ctx),
+    );
   });
 
   it("keeps user labels and annotations but never lets them replace ghat's own", () => {
     const s = desiredSecret(
-      { name: "t", format: "token", labels: { team: "a", "ghat.dev/token": "other" }, annotations: { "ghat.dev/expires-at": "never" } },
+      {
+        name: "t",
+        format: "token",
+        labels: { team: "a", "ghat.dev/token": "other" },
+        annotations: { "ghat.dev/expires-at": "never" },
+      },
       ctx,
     );
     expect(s.labels).toMatchObject({ team: "a", "ghat.dev/token": "ci" });
@@ -71,12 +86,19 @@ describe("desiredSecret", () => {
 
 describe("template format", () => {
   it("renders each key and reports a bad template with the key and position", () => {
-    const s = desiredSecret({ name: "t", format: "template", template: { data: { url: "https://{{ username }}:{{ token }}@{{ host }}/{{ owner }}" } } }, ctx);
+    const s = desiredSecret(
+      {
+        name: "t",
+        format: "template",
+        template: { data: { url: "https://{{ username }}:{{ token }}@{{ host }}/{{ owner }}" } },
+      },
+      ctx,
+    );
     expect(s.data.url).toBe(`https://x-access-token:${stateless}@github.com/acme`);
     expect(extractToken("template", undefined, s.data)).toBe(stateless);
-    expect(() => desiredSecret({ name: "t", format: "template", template: { data: { k: "{{ nope }}" } } }, ctx)).toThrow(
-      /key "k" of Secret "t": line 1, column 4/,
-    );
+    expect(() =>
+      desiredSecret({ name: "t", format: "template", template: { data: { k: "{{ nope }}" } } }, ctx),
+    ).toThrow(/key "k" of Secret "t": line 1, column 4/);
   });
 });
 

@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { SecretTarget } from "../../../src/api/githubapptoken.ts";
 import { annotations, labels } from "../../../src/core/outputs.ts";
-import { desiredSecrets, type Observed, type ObservedSecret, plan, tokenHash } from "../../../src/core/plan.ts";
+import {
+  desiredSecrets,
+  type Observed,
+  type ObservedSecret,
+  plan,
+  tokenHash,
+} from "../../../src/core/plan.ts";
 
 const min = 60_000;
 const now = Date.parse("2026-11-24T12:00:00Z");
@@ -19,13 +25,22 @@ function observed(overrides: Partial<Observed> = {}): Observed {
     secrets: new Map(),
     scopeHash: "scope-1",
     minRemainingMs: 10 * min,
-    render: { host: "github.com", owner: "acme", repositories: [], tokenName: "ci", apiUrl: "https://api.github.com" },
+    render: {
+      host: "github.com",
+      owner: "acme",
+      repositories: [],
+      tokenName: "ci",
+      apiUrl: "https://api.github.com",
+    },
     ...overrides,
   };
 }
 
 /** A Secret exactly as ghat would have written it for a token expiring at `expiresAt`. */
-function written(o: Observed, opts: { expiresAt?: number; refreshAt?: number; token?: string } = {}): Map<string, ObservedSecret> {
+function written(
+  o: Observed,
+  opts: { expiresAt?: number; refreshAt?: number; token?: string } = {},
+): Map<string, ObservedSecret> {
   const current = {
     token: opts.token ?? token,
     expiresAt: opts.expiresAt ?? now + 50 * min,
@@ -44,7 +59,11 @@ describe("plan", () => {
   });
 
   it("blocks on an invalid spec with every problem in the message", () => {
-    expect(plan(observed({ specProblems: ["a", "b"] }))).toEqual({ action: "blocked", code: "InvalidSpec", message: "a; b" });
+    expect(plan(observed({ specProblems: ["a", "b"] }))).toEqual({
+      action: "blocked",
+      code: "InvalidSpec",
+      message: "a; b",
+    });
   });
 
   it("blocks when the App is unusable, with its code", () => {
@@ -53,7 +72,14 @@ describe("plan", () => {
   });
 
   it("never overwrites a Secret it does not own", () => {
-    const foreign: ObservedSecret = { name: "ci-token", type: "Opaque", labels: {}, annotations: {}, data: { token: "x" }, ownedByToken: false };
+    const foreign: ObservedSecret = {
+      name: "ci-token",
+      type: "Opaque",
+      labels: {},
+      annotations: {},
+      data: { token: "x" },
+      ownedByToken: false,
+    };
     const decision = plan(observed({ secrets: new Map([["ci-token", foreign]]) }));
     expect(decision).toMatchObject({ action: "blocked", code: "SecretConflict" });
     expect(decision.action === "blocked" && decision.message).toContain('"ci-token"');
@@ -71,7 +97,10 @@ describe("plan", () => {
 
   it("mints when the refresh time has come", () => {
     const o = observed();
-    expect(plan({ ...o, secrets: written(o, { refreshAt: now - 1 }) })).toMatchObject({ action: "mint", why: "RefreshDue" });
+    expect(plan({ ...o, secrets: written(o, { refreshAt: now - 1 }) })).toMatchObject({
+      action: "mint",
+      why: "RefreshDue",
+    });
   });
 
   it("mints when the token is below the minimum remaining lifetime, whatever refreshAt says", () => {
@@ -82,12 +111,17 @@ describe("plan", () => {
 
   it("mints when the scope changed (spec edit) even though the token is valid", () => {
     const o = observed();
-    expect(plan({ ...o, secrets: written(o), scopeHash: "scope-2" })).toMatchObject({ action: "mint", why: "ScopeChanged" });
+    expect(plan({ ...o, secrets: written(o), scopeHash: "scope-2" })).toMatchObject({
+      action: "mint",
+      why: "ScopeChanged",
+    });
   });
 
   it("ignores an expired token and mints", () => {
     const o = observed();
-    expect(plan({ ...o, secrets: written(o, { expiresAt: now - 1, refreshAt: now - 10 }) })).toMatchObject({ action: "mint" });
+    expect(plan({ ...o, secrets: written(o, { expiresAt: now - 1, refreshAt: now - 10 }) })).toMatchObject({
+      action: "mint",
+    });
   });
 
   it("does not trust a token edited by hand (hash mismatch) and mints", () => {
@@ -117,7 +151,11 @@ describe("plan", () => {
     const secrets = written(o);
     const s = secrets.get("ci-token");
     if (!s) throw new Error("no secret");
-    secrets.set("ci-token", { ...s, annotations: { ...s.annotations, [annotations.format]: "token" }, labels: { [labels.token]: "ci" } });
+    secrets.set("ci-token", {
+      ...s,
+      annotations: { ...s.annotations, [annotations.format]: "token" },
+      labels: { [labels.token]: "ci" },
+    });
     expect(plan({ ...o, secrets })).toMatchObject({ action: "write" });
   });
 });

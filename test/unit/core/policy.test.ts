@@ -24,9 +24,15 @@ function request(overrides: Partial<PolicyRequest> = {}): PolicyRequest {
 describe("evaluatePolicy", () => {
   it("allows a request inside every rule", () => {
     expect(evaluatePolicy("org", policy, request())).toEqual({ allowed: true });
-    expect(evaluatePolicy("org", policy, request({ repositories: ["svc-billing", "app"] }))).toEqual({ allowed: true });
-    expect(evaluatePolicy("org", policy, request({ installation: { id: 77 }, resolvedOwner: "acme" }))).toEqual({ allowed: true });
-    expect(evaluatePolicy("org", policy, request({ installation: { repository: "acme/app" } }))).toEqual({ allowed: true });
+    expect(evaluatePolicy("org", policy, request({ repositories: ["svc-billing", "app"] }))).toEqual({
+      allowed: true,
+    });
+    expect(
+      evaluatePolicy("org", policy, request({ installation: { id: 77 }, resolvedOwner: "acme" })),
+    ).toEqual({ allowed: true });
+    expect(evaluatePolicy("org", policy, request({ installation: { repository: "acme/app" } }))).toEqual({
+      allowed: true,
+    });
   });
 
   it("allows nothing with an empty policy", () => {
@@ -37,12 +43,27 @@ describe("evaluatePolicy", () => {
     ["another namespace", { namespace: "team-b" }, "namespaces", 'namespace "team-b"'],
     ["another owner", { installation: { owner: "evil" } }, "installations", 'installations of "evil"'],
     ["another installation id", { installation: { id: 78 } }, "installations", "installation id 78"],
-    ["an id-named installation of another owner", { installation: { id: 77 }, resolvedOwner: "evil" }, "repositories", '"evil/app"'],
+    [
+      "an id-named installation of another owner",
+      { installation: { id: 77 }, resolvedOwner: "evil" },
+      "repositories",
+      '"evil/app"',
+    ],
     ["a repository outside the patterns", { repositories: ["secret"] }, "repositories", '"acme/secret"'],
     ["all repositories", { repositories: undefined }, "repositories", "without explicit repositories"],
     ["repository ids", { repositoryIds: [1] }, "repositories", "repositoryIds"],
-    ["a permission above the ceiling", { permissions: { issues: "write" } }, "maxPermissions", "issues: write (at most read)"],
-    ["a permission not in the ceiling", { permissions: { administration: "read" } }, "maxPermissions", '"administration"'],
+    [
+      "a permission above the ceiling",
+      { permissions: { issues: "write" } },
+      "maxPermissions",
+      "issues: write (at most read)",
+    ],
+    [
+      "a permission not in the ceiling",
+      { permissions: { administration: "read" } },
+      "maxPermissions",
+      '"administration"',
+    ],
     ["all permissions", { permissions: undefined }, "maxPermissions", "without explicit permissions"],
   ])("refuses %s and names the rule", (_what, overrides, rule, text) => {
     const result = evaluatePolicy("org", policy, request(overrides));
@@ -63,7 +84,9 @@ describe("evaluatePolicy", () => {
       repositories: ["*/*"],
       maxPermissions: { contents: "write" },
     };
-    expect(evaluatePolicy("org", open, request({ repositories: undefined, installation: { id: 5 } })).allowed).toBe(true);
+    expect(
+      evaluatePolicy("org", open, request({ repositories: undefined, installation: { id: 5 } })).allowed,
+    ).toBe(true);
   });
 });
 

@@ -5,7 +5,12 @@ const min = 60_000;
 const t0 = Date.parse("2026-11-24T12:00:00Z");
 
 describe("refreshTime", () => {
-  const base = { issuedAt: t0, expiresAt: t0 + 60 * min, refreshBeforeMs: 20 * min, minRemainingMs: 10 * min };
+  const base = {
+    issuedAt: t0,
+    expiresAt: t0 + 60 * min,
+    refreshBeforeMs: 20 * min,
+    minRemainingMs: 10 * min,
+  };
 
   it("refreshes refreshBefore ahead of GitHub's expires_at when jitter is zero", () => {
     expect(refreshTime({ ...base, jitter: 0 })).toBe(t0 + 40 * min);
@@ -23,7 +28,13 @@ describe("refreshTime", () => {
   });
 
   it("keeps the minimum remaining lifetime when GitHub's lifetime is shorter than refreshBefore", () => {
-    const at = refreshTime({ ...base, expiresAt: t0 + 60_000, refreshBeforeMs: 20 * min, minRemainingMs: 10_000, jitter: 0.5 });
+    const at = refreshTime({
+      ...base,
+      expiresAt: t0 + 60_000,
+      refreshBeforeMs: 20 * min,
+      minRemainingMs: 10_000,
+      jitter: 0.5,
+    });
     expect(at).toBeGreaterThan(t0);
     expect(t0 + 60_000 - at).toBeGreaterThan(10_000);
   });

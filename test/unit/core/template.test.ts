@@ -1,6 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { maxTemplateOutput, renderTemplate, TemplateError, type TemplateValues } from "../../../src/core/template.ts";
+import {
+  maxTemplateOutput,
+  renderTemplate,
+  TemplateError,
+  type TemplateValues,
+} from "../../../src/core/template.ts";
 
 const values: TemplateValues = {
   token: "ghs_abc.def_ghi",
@@ -19,8 +24,10 @@ describe("renderTemplate", () => {
   });
 
   it("applies filters left to right", () => {
-    expect(renderTemplate("{{ owner | upper | base64 }}", values)).toBe(Buffer.from("ACME").toString("base64"));
-    expect(renderTemplate('{{ token | json }}', values)).toBe('"ghs_abc.def_ghi"');
+    expect(renderTemplate("{{ owner | upper | base64 }}", values)).toBe(
+      Buffer.from("ACME").toString("base64"),
+    );
+    expect(renderTemplate("{{ token | json }}", values)).toBe('"ghs_abc.def_ghi"');
     expect(renderTemplate('{{ owner | default "x" }}', { ...values, owner: "" })).toBe("x");
   });
 

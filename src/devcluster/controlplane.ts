@@ -1,0 +1,316 @@
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { get as httpGet } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { clientCert, createPki, type Pki, writeKubeconfig } from "./certs.ts";
+import { freePort, type Supervised, supervise } from "./process.ts";
+
+const run = promisify(execFile);
+
+export interface ControlPlaneOptions {
+  /** Directory with kube-apiserver, etcd and kube-controller-manager (else GHAT_K8S_BIN_DIR, else hack/k8s/build.sh). */
+  binDir?: string;
+  /** Work directory (certificates, data, logs, kubeconfigs); a temp dir when unset. */
+  workDir?: string;
+  /** Keep the work directory on stop (for debugging). */
+  keep?: boolean;
+  /** Give up waiting for readiness after this long. */
+  timeoutMs?: number;
+}
+
+export interface ControlPlane {
+  kubeconfigPath: string;
+  server: string;
+  caPem: string;
+  workDir: string;
+  /** A kubeconfig for a non-admin user (client certificate: CN=name, O=groups). */
+  createUser(name: string, groups: string[]): Promise<{ kubeconfigPath: string }>;
+  stopApiServer(): Promise<void>;
+  startApiServer(): Promise<void>;
+  restartApiServer(): Promise<void>;
+  stopEtcd(): Promise<void>;
+  startEtcd(): Promise<void>;
+  restartEtcd(): Promise<void>;
+  /** Resident memory (KiB) of each process, from /proc. */
+  memory(): Record<string, number>;
+  stop(): Promise<void>;
+}
+
+const repoRoot = new URL("../../", import.meta.url).pathname;
+
+/** Finds or builds the binaries. */
+export async function binaries(binDir?: string): Promise<string> {
+  const dir = binDir ?? process.env.GHAT_K8S_BIN_DIR;
+  if (dir) return dir;
+  const { stdout } = await run("bash", [join(repoRoot, "hack/k8s/build.sh")], { maxBuffer: 1 << 20 });
+  return stdout.trim().split("\n").at(-1) ?? "";
+}
+
+/**
+ * Starts etcd, kube-apiserver and kube-controller-manager on free loopback ports, after
+ * controller-runtime's envtest, plus the garbage-collector, namespace and service-account
+ * controllers so owned objects are collected and namespaces finish deleting.
+ */
+export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const bin = await binaries(options.binDir);
+  const workDir = options.workDir ?? (await mkdtemp(join(tmpdir(), "ghat-cp-")));
+  await mkdir(workDir, { recursive: true });
+  await killLeftovers(workDir);
+  const timeoutMs = options.timeoutMs ?? 180_000;
+  const pki = await createPki(join(workDir, "pki"));
+  const [etcdClient, etcdPeer, apiPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  const server = `https://127.0.0.1:${apiPort}`;
+  const kubeconfigPath = join(workDir, "admin.kubeconfig");
+  await writeKubeconfig(kubeconfigPath, server, pki.caCert, pki.adminCert, pki.adminKey, "admin");
+  const log = (name: string) => join(workDir, `${name}.log`);
+  const pid = (name: string) => join(workDir, `${name}.pid`);
+
+  let etcd: Supervised | undefined;
+  let apiserver: Supervised | undefined;
+  let kcm: Supervised | undefined;
+
+  const startEtcd = async () => {
+    etcd = supervise(
+      "etcd",
+      join(bin, "etcd"),
+      [
+        "--data-dir",
+        join(workDir, "etcd"),
+        "--listen-client-urls",
+        `http://127.0.0.1:${etcdClient}`,
+        "--advertise-client-urls",
+        `http://127.0.0.1:${etcdClient}`,
+        "--listen-peer-urls",
+        `http://127.0.0.1:${etcdPeer}`,
+        "--initial-advertise-peer-urls",
+        `http://127.0.0.1:${etcdPeer}`,
+        "--initial-cluster",
+        `default=http://127.0.0.1:${etcdPeer}`,
+        "--unsafe-no-fsync=true",
+        "--log-level",
+        "warn",
+      ],
+      log("etcd"),
+      pid("etcd"),
+    );
+    await waitFor("etcd /health", timeoutMs, etcd, async () => {
+      const body = await plainGet(`http://127.0.0.1:${etcdClient}/health`);
+      return body.includes('"health":"true"');
+    });
+  };
+
+  const startApiServer = async () => {
+    apiserver = supervise(
+      "kube-apiserver",
+      join(bin, "kube-apiserver"),
+      apiServerArgs(pki, etcdClient, apiPort, workDir),
+      log("kube-apiserver"),
+      pid("kube-apiserver"),
+    );
+    await waitFor(
+      "kube-apiserver /readyz",
+      timeoutMs,
+      apiserver,
+      async () => (await adminGet(pki, `${server}/readyz`)).status === 200,
+    );
+    await waitFor(
+      "namespace default",
+      timeoutMs,
+      apiserver,
+      async () => (await adminGet(pki, `${server}/api/v1/namespaces/default`)).status === 200,
+    );
+  };
+
+  const startKcm = async () => {
+    kcm = supervise(
+      "kube-controller-manager",
+      join(bin, "kube-controller-manager"),
+      [
+        `--kubeconfig=${kubeconfigPath}`,
+        "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller",
+        "--leader-elect=false",
+        "--secure-port=0",
+        `--service-account-private-key-file=${pki.saKey}`,
+        `--root-ca-file=${pki.caCert}`,
+        "--use-service-account-credentials=false",
+        "--concurrent-gc-syncs=5",
+        "-v=1",
+      ],
+      log("kube-controller-manager"),
+      pid("kube-controller-manager"),
+    );
+  };
+
+  try {
+    await startEtcd();
+    await startApiServer();
+    await startKcm();
+  } catch (err) {
+    await Promise.all([kcm, apiserver, etcd].map((p) => p?.stop()));
+    throw err;
+  }
+
+  const caPem = readFileSync(pki.caCert, "utf8");
+  let users = 0;
+  return {
+    kubeconfigPath,
+    server,
+    caPem,
+    workDir,
+    async createUser(name, groups) {
+      const file = `user-${users++}`;
+      const { cert, key } = await clientCert(pki.dir, file, name, groups);
+      const path = join(workDir, `${file}.kubeconfig`);
+      await writeKubeconfig(path, server, pki.caCert, cert, key, name);
+      return { kubeconfigPath: path };
+    },
+    stopApiServer: async () => {
+      await apiserver?.stop();
+    },
+    startApiServer,
+    restartApiServer: async () => {
+      await apiserver?.stop();
+      await startApiServer();
+    },
+    stopEtcd: async () => {
+      await etcd?.stop();
+    },
+    startEtcd,
+    restartEtcd: async () => {
+      await etcd?.stop();
+      await startEtcd();
+    },
+    memory() {
+      const out: Record<string, number> = {};
+      for (const p of [etcd, apiserver, kcm]) {
+        const childPid = p && readPid(pid(p.name));
+        if (!childPid) continue;
+        try {
+          const m = readFileSync(`/proc/${childPid}/status`, "utf8").match(/VmRSS:\s+(\d+)/);
+          if (m?.[1] && p) out[p.name] = Number(m[1]);
+        } catch {
+          // process gone
+        }
+      }
+      return out;
+    },
+    async stop() {
+      await kcm?.stop();
+      await apiserver?.stop();
+      await etcd?.stop();
+      if (!options.keep && !options.workDir) await rm(workDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function apiServerArgs(pki: Pki, etcdPort: number, apiPort: number, workDir: string): string[] {
+  return [
+    `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+    `--cert-dir=${join(workDir, "apiserver-certs")}`,
+    "--bind-address=127.0.0.1",
+    "--advertise-address=127.0.0.1",
+    `--secure-port=${apiPort}`,
+    `--tls-cert-file=${pki.serverCert}`,
+    `--tls-private-key-file=${pki.serverKey}`,
+    `--client-ca-file=${pki.caCert}`,
+    "--authorization-mode=RBAC",
+    "--service-account-issuer=https://kubernetes.default.svc",
+    `--service-account-key-file=${pki.saPub}`,
+    `--service-account-signing-key-file=${pki.saKey}`,
+    "--service-cluster-ip-range=10.0.0.0/24",
+    "--allow-privileged=true",
+    "--endpoint-reconciler-type=none",
+    "--disable-admission-plugins=ServiceAccount",
+    "--enable-priority-and-fairness=false",
+    "--storage-media-type=application/json",
+    "-v=1",
+  ];
+}
+
+async function waitFor(
+  what: string,
+  timeoutMs: number,
+  proc: Supervised | undefined,
+  check: () => Promise<boolean>,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  for (;;) {
+    if (proc && proc.child.exitCode !== null)
+      throw new Error(`${proc.name} exited while waiting for ${what}; see its log`);
+    try {
+      if (await check()) return;
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${last})` : ""}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+function plainGet(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { timeout: 2000 }, (res) => {
+      let body = "";
+      res.on("data", (c) => {
+        body += c;
+      });
+      res.on("end", () => resolve(body));
+    });
+    req.on("error", reject);
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+  });
+}
+
+function adminGet(pki: Pki, url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        method: "GET",
+        ca: readFileSync(pki.caCert),
+        cert: readFileSync(pki.adminCert),
+        key: readFileSync(pki.adminKey),
+        timeout: 3000,
+      },
+      (res) => {
+        let body = "";
+        res.on("data", (c) => {
+          body += c;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on("error", reject);
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.end();
+  });
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    const n = Number(readFileSync(file, "utf8").trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Kills processes a crashed earlier run left in this work dir (pid files). */
+async function killLeftovers(workDir: string): Promise<void> {
+  for (const name of ["kube-controller-manager", "kube-apiserver", "etcd"]) {
+    const p = readPid(join(workDir, `${name}.pid`));
+    if (!p) continue;
+    try {
+      const cmdline = await readFile(`/proc/${p}/cmdline`, "utf8");
+      if (cmdline.includes(name)) process.kill(p, "SIGKILL");
+    } catch {
+      // not running
+    }
+  }
+}
