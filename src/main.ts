@@ -64,6 +64,19 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     onReconciled: (ms) => metrics.reconcileDuration.observe(ms / 1000),
   });
   const queue = controller.queue;
+  const gateway = createGateway({
+    clock,
+    log,
+    timeoutMs: config.githubTimeoutMs,
+    onRequest: ({ route, status, durationMs }) => {
+      metrics.githubRequests.inc({ route, status: String(status) });
+      metrics.githubDuration.observe({ route }, durationMs / 1000);
+    },
+    onRateLimit: (installationId, rl) => {
+      metrics.rateLimitRemaining.set({ installation: String(installationId) }, rl.remaining);
+      metrics.rateLimitLimit.set({ installation: String(installationId) }, rl.limit);
+    },
+  });
   const reconciler = new Reconciler({
     clock,
     log,
@@ -75,25 +88,14 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     apps: new AppResolver({
       operatorNamespace: config.operatorNamespace,
       parseKey: parsePrivateKey,
+      installationOwner: (app, id) => gateway.installationOwner(app, id),
       source: {
         app: (kind, ns, name) => cache.app(kind, ns, name),
         keySecret: (ns, name) => cache.keySecret(ns, name),
         namespaceLabels: (ns) => cache.namespaceLabels(ns),
       },
     }),
-    github: createGateway({
-      clock,
-      log,
-      timeoutMs: config.githubTimeoutMs,
-      onRequest: ({ route, status, durationMs }) => {
-        metrics.githubRequests.inc({ route, status: String(status) });
-        metrics.githubDuration.observe({ route }, durationMs / 1000);
-      },
-      onRateLimit: (installationId, rl) => {
-        metrics.rateLimitRemaining.set({ installation: String(installationId) }, rl.remaining);
-        metrics.rateLimitLimit.set({ installation: String(installationId) }, rl.limit);
-      },
-    }),
+    github: gateway,
     requeueAt: (key, at) => queue.addAt(key, at),
     forget: (key) => queue.forget(key),
     random: Math.random,
