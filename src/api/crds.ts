@@ -25,8 +25,9 @@ export function customResourceDefinitions(): JsonSchema[] {
       description: "A GitHub App installation token that ghat mints and keeps fresh in Secrets.",
       columns: [
         ...readyColumns,
-        { name: "Expires", type: "date", jsonPath: ".status.expiresAt" },
-        { name: "Refresh", type: "date", jsonPath: ".status.refreshAt" },
+        // Strings, not dates: kubectl renders a date column as an age, and these are in the future.
+        { name: "Expires", type: "string", jsonPath: ".status.expiresAt" },
+        { name: "Refresh", type: "string", jsonPath: ".status.refreshAt" },
         { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
       ],
     }),
@@ -101,7 +102,6 @@ function crd(input: CrdInput): JsonSchema {
         plural: input.plural,
         singular: input.kind.toLowerCase(),
         shortNames: input.shortNames,
-        categories: ["ghat"],
       },
       versions: [
         {

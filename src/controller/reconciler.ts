@@ -204,14 +204,7 @@ export class Reconciler {
         await this.#finalize(key, token, observed, app, log);
         return;
       case "addFinalizer":
-        await this.#d.kube.setFinalizer(
-          "githubapptokens",
-          ns,
-          name,
-          token.metadata.finalizers ?? [],
-          rv(token),
-          true,
-        );
+        await this.#d.kube.setFinalizer(ns, name, true);
         log.debug("Added finalizer");
         return;
       case "blocked":
@@ -234,8 +227,7 @@ export class Reconciler {
         };
         const current = { token: minted.token, expiresAt: minted.expiresAt, refreshAt };
         await this.#writeSecrets(token, withOwner, desiredSecrets(withOwner, current));
-        if (decision.current && decision.current.token !== minted.token)
-          this.#revokeLater(app, decision.current.token);
+        for (const old of decision.superseded) if (old !== minted.token) this.#revokeLater(app, old);
         this.#d.hooks?.minted?.(key, "success");
         this.#d.hooks?.expiry?.(key, minted.expiresAt);
         this.#failures.delete(key);
@@ -487,14 +479,7 @@ export class Reconciler {
       }
     }
     for (const s of ours) await this.#d.kube.deleteSecret(ns, s.name);
-    await this.#d.kube.setFinalizer(
-      "githubapptokens",
-      ns,
-      name,
-      token.metadata.finalizers ?? [],
-      rv(token),
-      false,
-    );
+    await this.#d.kube.setFinalizer(ns, name, false);
     log.info({ secrets: ours.map((s) => s.name) }, "Finalized GitHubAppToken");
     this.#forget(key);
   }
@@ -570,10 +555,6 @@ export function grantShortfall(token: GitHubAppToken, minted: Minted): string[] 
     if (missing.length > 0) out.push(`repositories not granted: ${missing.join(", ")}`);
   }
   return out;
-}
-
-function rv(token: GitHubAppToken): string {
-  return token.metadata.resourceVersion ?? "";
 }
 
 const iso = rfc3339;

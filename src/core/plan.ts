@@ -53,7 +53,7 @@ export type Decision =
   | { action: "finalize" }
   | { action: "addFinalizer" }
   | { action: "blocked"; code: ErrorCode; message: string }
-  | { action: "mint"; why: MintReason; current: CurrentToken | undefined }
+  | { action: "mint"; why: MintReason; current: CurrentToken | undefined; superseded: string[] }
   | { action: "write"; why: string; current: CurrentToken; secrets: DesiredSecret[] }
   | { action: "wait"; until: number; current: CurrentToken };
 
@@ -99,20 +99,22 @@ export const checks: readonly [string, Check][] = [
         const s = o.secrets.get(t.name);
         return s && isOurs(s, o.tokenName) && s.annotations[annotations.scopeHash] !== o.scopeHash;
       });
-      return { action: "mint", why: stale ? "ScopeChanged" : "NoToken", current };
+      return { action: "mint", why: stale ? "ScopeChanged" : "NoToken", current, superseded: heldTokens(o) };
     },
   ],
   [
     "TokenBelowMinimumLifetime",
     (o, current) =>
       current && current.expiresAt - o.now <= o.minRemainingMs
-        ? { action: "mint", why: "BelowMinimumLifetime", current }
+        ? { action: "mint", why: "BelowMinimumLifetime", current, superseded: heldTokens(o) }
         : undefined,
   ],
   [
     "RefreshDue",
     (o, current) =>
-      current && o.now >= current.refreshAt ? { action: "mint", why: "RefreshDue", current } : undefined,
+      current && o.now >= current.refreshAt
+        ? { action: "mint", why: "RefreshDue", current, superseded: heldTokens(o) }
+        : undefined,
   ],
   [
     "SecretsDrifted",
@@ -161,6 +163,23 @@ export function currentToken(o: Observed): CurrentToken | undefined {
     if (!best || expiresAt > best.expiresAt) best = { token, expiresAt, refreshAt, source: s.name };
   }
   return best;
+}
+
+/**
+ * Every token ghat wrote into this GitHubAppToken's Secrets and that is still unexpired,
+ * whatever its scope: what a new mint supersedes and ghat should revoke.
+ */
+export function heldTokens(o: Observed): string[] {
+  const out = new Set<string>();
+  for (const target of o.targets) {
+    const s = o.secrets.get(target.name);
+    if (!s || !isOurs(s, o.tokenName)) continue;
+    if (!(Date.parse(s.annotations[annotations.expiresAt] ?? "") > o.now)) continue;
+    const format = (s.annotations[annotations.format] ?? target.format) as SecretTarget["format"];
+    const token = extractToken(format, target.key, s.data);
+    if (token && tokenHash(token) === s.annotations[annotations.tokenHash]) out.add(token);
+  }
+  return [...out];
 }
 
 /** The Secrets every target should hold for `current`. */

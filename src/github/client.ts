@@ -1,6 +1,6 @@
 import type { KeyObject } from "node:crypto";
 import { rootCertificates } from "node:tls";
-import { Agent, type Dispatcher, fetch as undiciFetch, ProxyAgent } from "undici";
+import { Agent, type Dispatcher, ProxyAgent, fetch as undiciFetch } from "undici";
 import { z } from "zod";
 import type { Clock } from "../clock.ts";
 import { GhatError } from "../core/errors.ts";
@@ -119,7 +119,14 @@ export class GitHubClient {
   }
 
   async getInstallation(app: AppCredentials, id: number): Promise<Installation> {
-    const body = await this.#jwtRequest(app, "apps/get-installation", "GET", `/app/installations/${id}`, undefined, id);
+    const body = await this.#jwtRequest(
+      app,
+      "apps/get-installation",
+      "GET",
+      `/app/installations/${id}`,
+      undefined,
+      id,
+    );
     return toInstallation(parse(installationSchema, body, "GET installation"));
   }
 
@@ -141,7 +148,12 @@ export class GitHubClient {
     const out: Installation[] = [];
     let path: string | undefined = "/app/installations?per_page=100";
     while (path) {
-      const { body, headers } = await this.#jwtRequestWithHeaders(app, "apps/list-installations", "GET", path);
+      const { body, headers } = await this.#jwtRequestWithHeaders(
+        app,
+        "apps/list-installations",
+        "GET",
+        path,
+      );
       out.push(...parse(z.array(installationSchema), body, "GET /app/installations").map(toInstallation));
       path = nextLink(headers.get("link"), this.#base);
     }
@@ -152,11 +164,18 @@ export class GitHubClient {
    * Mints an installation token. The caller's arrays are never mutated. Note: GitHub may
    * answer 401/403 on the new token for a few seconds (replication); consumers retry.
    */
-  async mintToken(app: AppCredentials, installationId: number, request: MintRequest = {}): Promise<MintedToken> {
+  async mintToken(
+    app: AppCredentials,
+    installationId: number,
+    request: MintRequest = {},
+  ): Promise<MintedToken> {
     const body: Record<string, unknown> = {};
-    if (request.permissions && Object.keys(request.permissions).length > 0) body.permissions = { ...request.permissions };
-    if (request.repositories && request.repositories.length > 0) body.repositories = [...request.repositories];
-    if (request.repositoryIds && request.repositoryIds.length > 0) body.repository_ids = [...request.repositoryIds];
+    if (request.permissions && Object.keys(request.permissions).length > 0)
+      body.permissions = { ...request.permissions };
+    if (request.repositories && request.repositories.length > 0)
+      body.repositories = [...request.repositories];
+    if (request.repositoryIds && request.repositoryIds.length > 0)
+      body.repository_ids = [...request.repositoryIds];
     const raw = await this.#jwtRequest(
       app,
       "apps/create-installation-access-token",
@@ -168,14 +187,19 @@ export class GitHubClient {
     const t = parse(tokenSchema, raw, "POST access_tokens");
     const expiresAt = Date.parse(t.expires_at);
     if (!Number.isFinite(expiresAt)) {
-      throw new GhatError("GitHubUnavailable", `GitHub returned an unreadable expires_at "${t.expires_at.slice(0, 40)}"`);
+      throw new GhatError(
+        "GitHubUnavailable",
+        `GitHub returned an unreadable expires_at "${t.expires_at.slice(0, 40)}"`,
+      );
     }
     return {
       token: t.token,
       expiresAt,
       permissions: t.permissions ?? {},
       repositorySelection: t.repository_selection ?? "all",
-      ...(t.repositories ? { repositories: t.repositories.map((r) => ({ id: r.id, name: r.name, fullName: r.full_name })) } : {}),
+      ...(t.repositories
+        ? { repositories: t.repositories.map((r) => ({ id: r.id, name: r.name, fullName: r.full_name })) }
+        : {}),
     };
   }
 
@@ -190,7 +214,14 @@ export class GitHubClient {
     throw await this.#error(res, ctx);
   }
 
-  async #jwtRequest(app: AppCredentials, route: string, method: string, path: string, body?: unknown, installationId?: number) {
+  async #jwtRequest(
+    app: AppCredentials,
+    route: string,
+    method: string,
+    path: string,
+    body?: unknown,
+    installationId?: number,
+  ) {
     return (await this.#jwtRequestWithHeaders(app, route, method, path, body, installationId)).body;
   }
 
@@ -204,7 +235,12 @@ export class GitHubClient {
   ): Promise<{ body: unknown; headers: { get(name: string): string | null } }> {
     const ctx = this.#ctx(route, method, path, installationId);
     for (let attempt = 0; ; attempt++) {
-      const jwt = await signAppJwt({ key: app.key, issuer: issuer(app), nowMs: this.#o.clock.now(), offsetMs: this.#offsetMs });
+      const jwt = await signAppJwt({
+        key: app.key,
+        issuer: issuer(app),
+        nowMs: this.#o.clock.now(),
+        offsetMs: this.#offsetMs,
+      });
       const res = await this.#send(ctx, { authorization: `Bearer ${jwt}` }, body);
       if (res.ok) {
         const text = await res.text();
@@ -243,18 +279,29 @@ export class GitHubClient {
         signal: AbortSignal.timeout(this.#o.timeoutMs ?? 10_000),
         ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
       });
-      this.#o.onRequest?.({ route: ctx.route, method: ctx.method, status: res.status, durationMs: this.#o.clock.now() - started });
+      this.#o.onRequest?.({
+        route: ctx.route,
+        method: ctx.method,
+        status: res.status,
+        durationMs: this.#o.clock.now() - started,
+      });
       this.#rateLimit(res.headers, ctx.installationId);
       return res;
     } catch (err) {
-      this.#o.onRequest?.({ route: ctx.route, method: ctx.method, status: 0, durationMs: this.#o.clock.now() - started });
+      this.#o.onRequest?.({
+        route: ctx.route,
+        method: ctx.method,
+        status: 0,
+        durationMs: this.#o.clock.now() - started,
+      });
       throw networkError(err, ctx);
     }
   }
 
   #rateLimit(headers: { get(name: string): string | null }, installationId: number | undefined): void {
     const limit = Number(headers.get("x-ratelimit-limit"));
-    if (installationId === undefined || !Number.isFinite(limit) || headers.get("x-ratelimit-limit") === null) return;
+    if (installationId === undefined || !Number.isFinite(limit) || headers.get("x-ratelimit-limit") === null)
+      return;
     this.#o.onRateLimit?.(installationId, {
       limit,
       remaining: Number(headers.get("x-ratelimit-remaining") ?? 0),
@@ -263,7 +310,10 @@ export class GitHubClient {
     });
   }
 
-  async #error(res: { status: number; headers: { get(name: string): string | null }; text(): Promise<string> }, ctx: ErrorContext): Promise<GhatError> {
+  async #error(
+    res: { status: number; headers: { get(name: string): string | null }; text(): Promise<string> },
+    ctx: ErrorContext,
+  ): Promise<GhatError> {
     let message = "";
     try {
       const text = await res.text();
@@ -272,7 +322,10 @@ export class GitHubClient {
     } catch {
       message = "";
     }
-    return classifyGitHubError(res.status, (n) => res.headers.get(n), message, { ...ctx, now: this.#o.clock.now() });
+    return classifyGitHubError(res.status, (n) => res.headers.get(n), message, {
+      ...ctx,
+      now: this.#o.clock.now(),
+    });
   }
 }
 
@@ -295,7 +348,11 @@ function toInstallation(i: z.infer<typeof installationSchema>): Installation {
 
 function parse<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
   const r = schema.safeParse(body);
-  if (!r.success) throw new GhatError("GitHubUnavailable", `GitHub's answer to ${what} is not what its API describes: ${z.prettifyError(r.error).slice(0, 300)}`);
+  if (!r.success)
+    throw new GhatError(
+      "GitHubUnavailable",
+      `GitHub's answer to ${what} is not what its API describes: ${z.prettifyError(r.error).slice(0, 300)}`,
+    );
   return r.data;
 }
 

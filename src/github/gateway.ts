@@ -28,7 +28,11 @@ export interface Gateway extends GitHubGateway {
 export function createGateway(options: GatewayOptions): Gateway {
   const clients = new Map<string, GitHubClient>();
   const resolver = new InstallationResolver({ clock: options.clock });
-  const clientFor = (spec: { baseUrl: string; caBundle?: string | undefined; proxy?: string | undefined }) => {
+  const clientFor = (spec: {
+    baseUrl: string;
+    caBundle?: string | undefined;
+    proxy?: string | undefined;
+  }) => {
     const key = JSON.stringify([spec.baseUrl, spec.caBundle ?? "", spec.proxy ?? ""]);
     let client = clients.get(key);
     if (!client) {
@@ -46,7 +50,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     return client;
   };
-  const credentials = (app: ResolvedApp): AppCredentials => ({ appId: app.spec.appId, clientId: app.spec.clientId, key: app.key });
+  const credentials = (app: ResolvedApp): AppCredentials => ({
+    appId: app.spec.appId,
+    clientId: app.spec.clientId,
+    key: app.key,
+  });
 
   return {
     async mint(app: ResolvedApp, token: GitHubAppToken): Promise<Minted> {
@@ -56,7 +64,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       for (let attempt = 0; ; attempt++) {
         const installation = await resolver.resolve(client, creds, app.cacheKey, ref);
         if (installation.suspendedAt) {
-          throw new GhatError("InstallationSuspended", `installation ${installation.id} (${installation.account.login}) is suspended`);
+          throw new GhatError(
+            "InstallationSuspended",
+            `installation ${installation.id} (${installation.account.login}) is suspended`,
+          );
         }
         try {
           const minted = await client.mintToken(creds, installation.id, {
@@ -86,7 +97,9 @@ export function createGateway(options: GatewayOptions): Gateway {
       await clientFor("spec" in app ? app.spec : { baseUrl: app.baseUrl }).revokeToken(tokenValue);
     },
     async installationOwner(app, installationId) {
-      const installation = await resolver.resolve(clientFor(app.spec), credentials(app), app.cacheKey, { id: installationId });
+      const installation = await resolver.resolve(clientFor(app.spec), credentials(app), app.cacheKey, {
+        id: installationId,
+      });
       return installation.account.login;
     },
   };

@@ -1,7 +1,11 @@
 import type { Clock } from "../clock.ts";
 import type { AppCredentials, GitHubClient, Installation } from "./client.ts";
 
-export type InstallationRef = { id?: number | undefined; owner?: string | undefined; repository?: string | undefined };
+export type InstallationRef = {
+  id?: number | undefined;
+  owner?: string | undefined;
+  repository?: string | undefined;
+};
 
 export interface InstallationResolverOptions {
   clock: Clock;
@@ -23,7 +27,12 @@ export class InstallationResolver {
     this.#o = options;
   }
 
-  async resolve(client: GitHubClient, app: AppCredentials, appKey: string, ref: InstallationRef): Promise<Installation> {
+  async resolve(
+    client: GitHubClient,
+    app: AppCredentials,
+    appKey: string,
+    ref: InstallationRef,
+  ): Promise<Installation> {
     const key = cacheKey(appKey, ref);
     const hit = this.#cache.get(key);
     if (hit && this.#o.clock.now() - hit.at < (this.#o.ttlMs ?? 3_600_000)) return hit.installation;

@@ -28,7 +28,9 @@ export function parsePrivateKey(input: string | Uint8Array): KeyObject {
       return fromDer(decoded);
     }
     if (text.startsWith("ssh-") || text.startsWith("ecdsa-")) {
-      throw fail("this is an SSH public key, not a private key; download the App's private key (.pem) from GitHub");
+      throw fail(
+        "this is an SSH public key, not a private key; download the App's private key (.pem) from GitHub",
+      );
     }
     throw fail("the private key is not PEM (no -----BEGIN line) and not base64");
   }
@@ -43,7 +45,9 @@ export function parsePrivateKey(input: string | Uint8Array): KeyObject {
         "this is an OpenSSH private key; GitHub App keys are PEM. Download the App's key from GitHub, or convert a copy with `ssh-keygen -p -m PEM -f <file>`",
       );
     case "ENCRYPTED PRIVATE KEY":
-      throw fail("the private key is encrypted with a passphrase; store it unencrypted (`openssl pkcs8 -topk8 -nocrypt`)");
+      throw fail(
+        "the private key is encrypted with a passphrase; store it unencrypted (`openssl pkcs8 -topk8 -nocrypt`)",
+      );
     case "EC PRIVATE KEY":
       throw fail("this is an EC key; GitHub App keys are RSA");
     case "PUBLIC KEY":
@@ -82,7 +86,8 @@ function checkRsa(key: KeyObject): KeyObject {
     throw fail(`this is an ${key.asymmetricKeyType ?? "unknown"} key; GitHub App keys are RSA`);
   }
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-  if (bits < minRsaBits) throw fail(`the RSA key has ${bits} bits; GitHub App keys have at least ${minRsaBits}`);
+  if (bits < minRsaBits)
+    throw fail(`the RSA key has ${bits} bits; GitHub App keys have at least ${minRsaBits}`);
   return key;
 }
 

@@ -16,6 +16,8 @@ import type { DesiredSecret } from "../core/outputs.ts";
 /** The only field manager ghat applies with. */
 export const fieldManager = "ghat";
 export const finalizer = "ghat.dev/revoke-token";
+/** A separate field manager owns the finalizer, so applying status never touches it. */
+export const finalizerManager = "ghat-finalizer";
 
 export interface OwnerRef {
   kind: "GitHubAppToken";
@@ -40,14 +42,7 @@ export interface KubeWriter {
   ): Promise<void>;
   deleteSecret(namespace: string, name: string): Promise<void>;
   applyTokenStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void>;
-  setFinalizer(
-    plural: string,
-    namespace: string,
-    name: string,
-    current: readonly string[],
-    resourceVersion: string,
-    present: boolean,
-  ): Promise<void>;
+  setFinalizer(namespace: string, name: string, present: boolean): Promise<void>;
   event(ref: ObjectRef, type: "Normal" | "Warning", reason: string, message: string): Promise<void>;
 }
 
@@ -129,29 +124,24 @@ export class KubeClient implements KubeWriter {
     );
   }
 
-  async setFinalizer(
-    plural: string,
-    namespace: string,
-    name: string,
-    current: readonly string[],
-    resourceVersion: string,
-    present: boolean,
-  ) {
-    const index = current.indexOf(finalizer);
-    if (present === index >= 0) return;
-    // JSON Patch guarded by resourceVersion: never clobbers another controller's finalizers.
-    const guard = { op: "test", path: "/metadata/resourceVersion", value: resourceVersion };
-    const body = present
-      ? current.length === 0
-        ? [guard, { op: "add", path: "/metadata/finalizers", value: [finalizer] }]
-        : [guard, { op: "add", path: "/metadata/finalizers/-", value: finalizer }]
-      : [guard, { op: "remove", path: `/metadata/finalizers/${index}` }];
+  async setFinalizer(namespace: string, name: string, present: boolean) {
+    // Server-side apply treats metadata.finalizers as a set: this adds or removes only ghat's
+    // entry, never clobbers another controller's, and does not conflict with status writes.
+    const body = {
+      apiVersion,
+      kind: "GitHubAppToken",
+      metadata: { name, namespace, finalizers: present ? [finalizer] : [] },
+    };
     await call(
       `${present ? "add" : "remove"} finalizer on ${namespace}/${name}`,
       () =>
-        this.#custom.patchNamespacedCustomObject(
-          { group, version, namespace, plural, name, body },
-          setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
+        this.#objects.patch(
+          body,
+          undefined,
+          undefined,
+          finalizerManager,
+          true,
+          PatchStrategy.ServerSideApply,
         ),
       present ? [] : [404],
     );

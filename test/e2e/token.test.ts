@@ -114,15 +114,36 @@ describe("GitHubAppToken on a real API server", () => {
     }
   });
 
-  it("a spec change re-mints at once; a deleted Secret comes back with the same token", async () => {
+  it("a deleted Secret comes back at once from its sibling output, without a mint", async () => {
+    const ns = await setup("restore");
+    const secrets = [{ name: "pair-token" }, { name: "pair-flux", format: "basicAuth" }];
+    await apply(ns, tokenYaml("pair", { secrets }));
+    await waitReady(ns, "pair");
+    const first = await kube.secretValue(ns, "pair-token");
+    const mints = () => github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0;
+    const before = mints();
+    await kube.core.deleteNamespacedSecret({ namespace: ns, name: "pair-flux" });
+    await expect.poll(() => kube.secretValue(ns, "pair-flux", "password"), { timeout: 15_000 }).toBe(first);
+    expect(mints()).toBe(before);
+  });
+
+  it("a deleted Secret with no sibling comes back at once with a fresh token", async () => {
+    const ns = await setup("remint");
+    await apply(ns, tokenYaml("solo", {}));
+    await waitReady(ns, "solo");
+    const first = await kube.secretValue(ns, "solo-token");
+    await kube.core.deleteNamespacedSecret({ namespace: ns, name: "solo-token" });
+    await expect
+      .poll(async () => (await kube.secretValue(ns, "solo-token")) ?? first, { timeout: 15_000 })
+      .not.toBe(first);
+    expect(github.sim.checkToken((await kube.secretValue(ns, "solo-token")) ?? "").live).toBe(true);
+  });
+
+  it("a spec change re-mints at once and revokes the superseded token after the grace period", async () => {
     const ns = await setup("change");
     await apply(ns, tokenYaml("edit", {}));
     await waitReady(ns, "edit");
     const first = await kube.secretValue(ns, "edit-token");
-    const mints = github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0;
-    await kube.core.deleteNamespacedSecret({ namespace: ns, name: "edit-token" });
-    await expect.poll(() => kube.secretValue(ns, "edit-token"), { timeout: 15_000 }).toBe(first);
-    expect(github.sim.counts().byRoute["apps/create-installation-access-token"]).toBe(mints);
     await apply(ns, tokenYaml("edit", { permissions: { contents: "read", issues: "read" } }));
     await expect.poll(() => kube.secretValue(ns, "edit-token"), { timeout: 15_000 }).not.toBe(first);
     const second = await kube.secretValue(ns, "edit-token");

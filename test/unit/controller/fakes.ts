@@ -46,17 +46,11 @@ export class FakeKube implements KubeWriter {
     const t = this.tokens.get(`${namespace}/${name}`);
     if (t) t.status = structuredClone(status) as GitHubAppToken["status"];
   }
-  async setFinalizer(
-    _plural: string,
-    namespace: string,
-    name: string,
-    current: readonly string[],
-    _rv: string,
-    present: boolean,
-  ) {
+  async setFinalizer(namespace: string, name: string, present: boolean) {
     this.writes++;
     const t = this.tokens.get(`${namespace}/${name}`);
     if (!t) return;
+    const current = t.metadata.finalizers ?? [];
     t.metadata.finalizers = present ? [...current, finalizer] : current.filter((f) => f !== finalizer);
     if (!present && t.metadata.deletionTimestamp) this.tokens.delete(`${namespace}/${name}`);
   }

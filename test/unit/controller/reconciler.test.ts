@@ -113,8 +113,8 @@ describe("Reconciler", () => {
     });
   });
 
-  it("re-mints at once when the spec's scope changes", async () => {
-    const { kube, github, reconciler } = harness();
+  it("re-mints at once when the spec's scope changes, and revokes the old token after the grace", async () => {
+    const { kube, github, reconciler, clock } = harness();
     kube.tokens.set(key, tokenObject());
     await reconciler.reconcile(key);
     kube.tokens.set(key, {
@@ -123,6 +123,8 @@ describe("Reconciler", () => {
     });
     await reconciler.reconcile(key);
     expect(github.minted).toHaveLength(2);
+    clock.advance(60_000);
+    expect(github.revoked).toEqual([github.minted[0]]);
   });
 
   it("says when GitHub granted less than asked", async () => {
