@@ -206,6 +206,15 @@ export class Reconciler {
       case "addFinalizer":
         await this.#d.kube.setFinalizer(ns, name, true);
         log.debug("Added finalizer");
+        // The finalizer is in place before any token exists; go on in the same pass.
+        await this.#act(
+          key,
+          token,
+          { ...observed, hasFinalizer: true },
+          app,
+          plan({ ...observed, hasFinalizer: true }),
+          log,
+        );
         return;
       case "blocked":
         throw new GhatError(decision.code, decision.message);

@@ -53,7 +53,15 @@ export function installationObject(inst: SimInstallation, app: SimApp, web: stri
   const accountId = inst.account.id ?? inst.id + 100_000;
   return {
     id: inst.id,
-    account: simpleUser(inst.account.login, accountId, inst.account.type, web, api),
+    // GitHub's description types this account as anyOf [simple-user, enterprise] on single
+    // lookups but allOf [both] on GET /app/installations, so it carries the fields of both.
+    account: {
+      ...simpleUser(inst.account.login, accountId, inst.account.type, web, api),
+      name: inst.account.login,
+      slug: inst.account.login.toLowerCase(),
+      created_at: created,
+      updated_at: created,
+    },
     repository_selection: inst.repositorySelection,
     access_tokens_url: `${api}/app/installations/${inst.id}/access_tokens`,
     repositories_url: `${api}/installation/repositories`,

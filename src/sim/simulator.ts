@@ -113,7 +113,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       if (f.kind === "replicationLag") lagMs = f.ms;
     }
     const terminal = applied.find((f) => f.kind !== "latency" && f.kind !== "replicationLag");
-    if (terminal) return injectFault(terminal, route.op, req, res, reply, route.installationId);
+    if (terminal) return injectFault(terminal, route.op, req, reply, route.installationId);
 
     // Token-authenticated routes.
     if (
@@ -258,7 +258,6 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     f: Fault,
     op: string,
     req: IncomingMessage,
-    res: ServerResponse,
     reply: (status: number, body: unknown, headers?: Record<string, string>) => void,
     installationId: number | undefined,
   ): void {
@@ -268,39 +267,34 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         req.socket.destroy();
         return;
       case "status":
-        return reply(
-          f.status,
-          error(f.status, f.message ?? (f.status >= 500 ? "Server Error" : "Injected fault")),
-        );
+        reply(f.status, error(f.status, f.message ?? (f.status >= 500 ? "Server Error" : "Injected fault")));
+        return;
       case "primaryRateLimit": {
         const reset = Math.ceil(now() / 1000) + (f.resetInSeconds ?? 60);
-        return reply(
-          f.status ?? 403,
-          error(f.status ?? 403, `API rate limit exceeded for installation ID ${installationId ?? 0}.`),
-          {
-            "x-ratelimit-limit": "5000",
-            "x-ratelimit-remaining": "0",
-            "x-ratelimit-used": "5000",
-            "x-ratelimit-reset": String(reset),
-            "x-ratelimit-resource": "core",
-          },
-        );
+        const message = `API rate limit exceeded for installation ID ${installationId ?? 0}.`;
+        reply(f.status ?? 403, error(f.status ?? 403, message), {
+          "x-ratelimit-limit": "5000",
+          "x-ratelimit-remaining": "0",
+          "x-ratelimit-used": "5000",
+          "x-ratelimit-reset": String(reset),
+          "x-ratelimit-resource": "core",
+        });
+        return;
       }
-      case "secondaryRateLimit":
-        return reply(
-          f.status ?? 403,
-          error(
-            f.status ?? 403,
-            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
-          ),
-          f.retryAfterSeconds === undefined ? {} : { "retry-after": String(f.retryAfterSeconds) },
-        );
+      case "secondaryRateLimit": {
+        const message =
+          "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.";
+        const headers: Record<string, string> =
+          f.retryAfterSeconds === undefined ? {} : { "retry-after": String(f.retryAfterSeconds) };
+        reply(f.status ?? 403, error(f.status ?? 403, message), headers);
+        return;
+      }
       default:
-        return reply(500, error(500, "unexpected fault"));
+        reply(500, error(500, "unexpected fault"));
     }
   }
 
-  function admin(req: IncomingMessage, res: ServerResponse, url: URL, raw: string): void {
+  function admin(req: IncomingMessage, res: ServerResponse, url: URL, raw: string) {
     const body = (() => {
       try {
         return raw ? (JSON.parse(raw) as Record<string, unknown>) : {};
@@ -313,7 +307,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     const p = url.pathname;
     const m = req.method;
     if (m === "GET" && p === "/_sim/counts") return ok(state.counts);
-    if (m === "POST" && p === "/_sim/counts/reset") return ok((state.resetCounts(), {}));
+    if (m === "POST" && p === "/_sim/counts/reset") {
+      state.resetCounts();
+      return ok({});
+    }
     if (m === "GET" && p === "/_sim/tokens") return ok(sim.liveTokens());
     if (m === "POST" && p === "/_sim/check-token") {
       return ok(
@@ -325,12 +322,22 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       );
     }
     if (m === "GET" && p === "/_sim/faults") return ok(faults.list());
-    if (m === "POST" && p === "/_sim/faults")
-      return ok((faults.add(body as unknown as FaultRule), faults.list()));
-    if (m === "DELETE" && p === "/_sim/faults") return ok((faults.clear(), []));
-    if (m === "POST" && p === "/_sim/clock")
-      return ok(((offsetMs = Number(body.offsetMs ?? 0)), { offsetMs }));
-    if (m === "POST" && p === "/_sim/seed") return ok((state.load(body), {}));
+    if (m === "POST" && p === "/_sim/faults") {
+      faults.add(body as unknown as FaultRule);
+      return ok(faults.list());
+    }
+    if (m === "DELETE" && p === "/_sim/faults") {
+      faults.clear();
+      return ok([]);
+    }
+    if (m === "POST" && p === "/_sim/clock") {
+      offsetMs = Number(body.offsetMs ?? 0);
+      return ok({ offsetMs });
+    }
+    if (m === "POST" && p === "/_sim/seed") {
+      state.load(body);
+      return ok({});
+    }
     const inst = p.match(/^\/_sim\/installations\/(\d+)\/(suspend|unsuspend|delete)$/);
     if (m === "POST" && inst) {
       const id = Number(inst[1]);
@@ -387,33 +394,50 @@ interface Route {
   repo?: string;
 }
 
+const routes: [string, RegExp, (m: RegExpMatchArray) => Route][] = [
+  ["GET", /^\/app$/, () => ({ op: "apps/get-authenticated" })],
+  ["GET", /^\/app\/installations$/, () => ({ op: "apps/list-installations" })],
+  [
+    "GET",
+    /^\/app\/installations\/(\d+)$/,
+    (m) => ({ op: "apps/get-installation", installationId: Number(m[1]) }),
+  ],
+  [
+    "POST",
+    /^\/app\/installations\/(\d+)\/access_tokens$/,
+    (m) => ({ op: "apps/create-installation-access-token", installationId: Number(m[1]) }),
+  ],
+  [
+    "GET",
+    /^\/orgs\/([^/]+)\/installation$/,
+    (m) => ({ op: "apps/get-org-installation", owner: decode(m[1]) }),
+  ],
+  [
+    "GET",
+    /^\/users\/([^/]+)\/installation$/,
+    (m) => ({ op: "apps/get-user-installation", owner: decode(m[1]) }),
+  ],
+  [
+    "GET",
+    /^\/repos\/([^/]+)\/([^/]+)\/installation$/,
+    (m) => ({ op: "apps/get-repo-installation", owner: decode(m[1]), repo: decode(m[2]) }),
+  ],
+  ["DELETE", /^\/installation\/token$/, () => ({ op: "apps/revoke-installation-access-token" })],
+  ["GET", /^\/installation\/repositories$/, () => ({ op: "apps/list-repos-accessible-to-installation" })],
+];
+
 /** Maps a request to GitHub's operation id. */
 export function routeOf(method: string, path: string): Route | undefined {
   const p = path.replace(/\/+$/, "") || "/";
-  let m: RegExpMatchArray | null;
-  if (method === "GET" && p === "/app") return { op: "apps/get-authenticated" };
-  if (method === "GET" && p === "/app/installations") return { op: "apps/list-installations" };
-  if (method === "GET" && (m = p.match(/^\/app\/installations\/(\d+)$/)))
-    return { op: "apps/get-installation", installationId: Number(m[1]) };
-  if (method === "POST" && (m = p.match(/^\/app\/installations\/(\d+)\/access_tokens$/))) {
-    return { op: "apps/create-installation-access-token", installationId: Number(m[1]) };
+  for (const [verb, re, build] of routes) {
+    const m = method === verb ? p.match(re) : null;
+    if (m) return build(m);
   }
-  if (method === "GET" && (m = p.match(/^\/orgs\/([^/]+)\/installation$/)))
-    return { op: "apps/get-org-installation", owner: decodeURIComponent(m[1] ?? "") };
-  if (method === "GET" && (m = p.match(/^\/users\/([^/]+)\/installation$/)))
-    return { op: "apps/get-user-installation", owner: decodeURIComponent(m[1] ?? "") };
-  if (method === "GET" && (m = p.match(/^\/repos\/([^/]+)\/([^/]+)\/installation$/))) {
-    return {
-      op: "apps/get-repo-installation",
-      owner: decodeURIComponent(m[1] ?? ""),
-      repo: decodeURIComponent(m[2] ?? ""),
-    };
-  }
-  if (method === "DELETE" && p === "/installation/token")
-    return { op: "apps/revoke-installation-access-token" };
-  if (method === "GET" && p === "/installation/repositories")
-    return { op: "apps/list-repos-accessible-to-installation" };
   return undefined;
+}
+
+function decode(s: string | undefined): string {
+  return decodeURIComponent(s ?? "");
 }
 
 function paging(url: URL): { page: number; perPage: number } {

@@ -176,7 +176,12 @@ describe("Reconciler", () => {
 
   it("never writes the token into logs, status or events", async () => {
     const chunks: string[] = [];
-    const sink = new Writable({ write: (c, _e, cb) => (chunks.push(String(c)), cb()) });
+    const sink = new Writable({
+      write: (c, _e, cb) => {
+        chunks.push(String(c));
+        cb();
+      },
+    });
     const { kube, github, reconciler, clock, requeues } = harness({ log: sink });
     kube.tokens.set(key, tokenObject());
     await reconciler.reconcile(key);

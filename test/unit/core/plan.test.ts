@@ -1,13 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { SecretTarget } from "../../../src/api/githubapptoken.ts";
 import { annotations, labels } from "../../../src/core/outputs.ts";
-import {
-  desiredSecrets,
-  type Observed,
-  type ObservedSecret,
-  plan,
-  tokenHash,
-} from "../../../src/core/plan.ts";
+import { desiredSecrets, type Observed, type ObservedSecret, plan } from "../../../src/core/plan.ts";
 
 const min = 60_000;
 const now = Date.parse("2026-11-24T12:00:00Z");
