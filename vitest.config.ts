@@ -19,7 +19,9 @@ export default defineConfig({
           globalSetup: ["test/setup/controlplane.ts"],
           testTimeout: 120_000,
           hookTimeout: 180_000,
-          maxWorkers: 2,
+          // One file at a time: some files restart the API server or etcd, which would break
+          // whatever else runs against the shared control plane at that moment.
+          fileParallelism: false,
         },
       },
     ],

@@ -14,11 +14,14 @@ if (existsSync(reportPath)) {
     numFailedTests?: number;
     numPendingTests?: number;
     numTodoTests?: number;
-    numFailedTestSuites?: number;
+    testResults?: { status?: string; assertionResults?: unknown[] }[];
   };
   passed = report.numPassedTests ?? 0;
-  // A file that fails to load has no failed test but is a failure.
-  failed = (report.numFailedTests ?? 0) + (report.numFailedTestSuites ?? 0);
+  // A file that fails before running any test (import error, failing hook) counts once.
+  const brokenFiles = (report.testResults ?? []).filter(
+    (f) => f.status === "failed" && (f.assertionResults ?? []).length === 0,
+  );
+  failed = (report.numFailedTests ?? 0) + brokenFiles.length;
   skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
 } else {
   failed += 1;
