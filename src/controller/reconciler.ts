@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import { z } from "zod";
 import { type GitHubAppToken, githubAppToken } from "../api/githubapptoken.ts";
 import { type Condition, parseDuration } from "../api/meta.ts";
@@ -17,6 +18,7 @@ import {
 } from "../core/plan.ts";
 import { refreshTime, retryTime, stableJitter } from "../core/schedule.ts";
 import { scopeHash, tokenScope } from "../core/scope.ts";
+import { keyFingerprint } from "../github/privatekey.ts";
 import { finalizer, type KubeWriter } from "../kube/kube.ts";
 import type { Logger } from "../log.ts";
 import type { AppResolver, ResolvedApp } from "./apps.ts";
@@ -56,6 +58,7 @@ export interface ObservedSecretRaw {
     labels?: Record<string, string> | undefined;
     annotations?: Record<string, string> | undefined;
     ownerReferences?: { uid: string }[] | undefined;
+    resourceVersion?: string | undefined;
   };
   data?: Record<string, string> | undefined;
 }
@@ -108,6 +111,8 @@ const githubTerminal: ReadonlySet<ErrorCode> = new Set([
 export class Reconciler {
   readonly #d: ReconcilerDeps;
   readonly #failures = new Map<string, number>();
+  /** Keys waiting out a failure: until when, and the inputs they failed with. */
+  readonly #backoff = new Map<string, { until: number; inputs: string }>();
   readonly #revokeAttempts = new Map<string, number>();
 
   constructor(deps: ReconcilerDeps) {
@@ -130,15 +135,25 @@ export class Reconciler {
     const log = this.#d.log.child({ namespace, name });
     let observed: Observed | undefined;
     let app: ResolvedApp | undefined;
+    let inputs = "";
     try {
       const resolution = await this.#d.apps.resolve(token);
       if (resolution.ok) app = resolution.app;
       observed = await this.#observe(token, app, resolution.ok ? undefined : resolution);
+      inputs = inputsOf(token, resolution, observed);
+      const waiting = this.#backoff.get(key);
+      if (waiting && !observed.deleting && waiting.inputs === inputs && this.#d.clock.now() < waiting.until) {
+        // Nothing this reconcile depends on changed since it failed (e.g. the event was our own
+        // status write): wait out the backoff instead of retrying at once.
+        if (Number.isFinite(waiting.until)) this.#d.requeueAt(key, waiting.until);
+        return;
+      }
       const decision = plan(observed);
       await this.#act(key, token, observed, app, decision, log);
+      this.#backoff.delete(key);
     } catch (err) {
       const error = err instanceof OutputError ? new GhatError("InvalidSpec", err.message) : toGhatError(err);
-      await this.#onError(key, token, observed, error, log);
+      await this.#onError(key, token, observed, error, log, inputs);
     }
   }
 
@@ -400,6 +415,7 @@ export class Reconciler {
     observed: Observed | undefined,
     error: GhatError,
     log: Logger,
+    inputs: string,
   ) {
     const failures = (this.#failures.get(key) ?? 0) + 1;
     this.#failures.set(key, failures);
@@ -429,6 +445,8 @@ export class Reconciler {
       retryAt ??= retryTime({ failures, random: this.#d.random(), now });
     }
     if (retryAt !== undefined) this.#d.requeueAt(key, retryAt);
+    // Without a retry time, only a change of inputs (spec, App, key, Secrets) runs it again.
+    this.#backoff.set(key, { until: retryAt ?? Number.POSITIVE_INFINITY, inputs });
   }
 
   async #invalid(key: string, raw: unknown, error: z.ZodError): Promise<void> {
@@ -530,14 +548,39 @@ export class Reconciler {
 
   #forget(key: string): void {
     this.#failures.delete(key);
+    this.#backoff.delete(key);
     this.#revokeAttempts.delete(key);
     this.#d.forget(key);
     this.#d.hooks?.expiry?.(key, undefined);
   }
 }
 
+/** What a reconcile's outcome depends on, as one string: equal inputs, equal outcome. */
+function inputsOf(
+  token: GitHubAppToken,
+  resolution: { ok: true; app: ResolvedApp } | { ok: false; code: string; message: string },
+  observed: Observed,
+): string {
+  const app = resolution.ok
+    ? `${resolution.app.cacheKey}|${keyId(resolution.app.key)}`
+    : `${resolution.code}|${resolution.message}`;
+  const secrets = [...observed.secrets.values()].map((s) => `${s.name}@${s.resourceVersion ?? ""}`).join(",");
+  return `${token.metadata.generation ?? ""}|${app}|${secrets}`;
+}
+
+const keyIds = new WeakMap<KeyObject, string>();
+function keyId(key: KeyObject): string {
+  let id = keyIds.get(key);
+  if (!id) {
+    id = keyFingerprint(key);
+    keyIds.set(key, id);
+  }
+  return id;
+}
+
 function decodeSecret(s: ObservedSecretRaw, ownerUid: string): ObservedSecret {
   return {
+    resourceVersion: s.metadata?.resourceVersion,
     name: s.metadata?.name ?? "",
     type: s.type ?? "Opaque",
     labels: s.metadata?.labels ?? {},

@@ -19,6 +19,7 @@ export interface ObservedSecret {
   data: Record<string, string>;
   /** True when its ownerReferences name this GitHubAppToken's uid. */
   ownedByToken: boolean;
+  resourceVersion?: string | undefined;
 }
 
 /** Everything a decision needs, gathered by the reconciler. No I/O happens in this file. */

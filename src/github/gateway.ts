@@ -63,12 +63,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       const ref = token.spec.installation;
       for (let attempt = 0; ; attempt++) {
         const installation = await resolver.resolve(client, creds, app.cacheKey, ref);
-        if (installation.suspendedAt) {
-          throw new GhatError(
-            "InstallationSuspended",
-            `installation ${installation.id} (${installation.account.login}) is suspended`,
-          );
-        }
+        // No check of a cached suspended_at here: GitHub's 403 is the truth, and it changes.
         try {
           const minted = await client.mintToken(creds, installation.id, {
             permissions: token.spec.permissions as Record<string, string> | undefined,

@@ -66,6 +66,24 @@ describe("Reconciler", () => {
     expect(ready(kube.tokens.get(key))).toMatchObject({ status: "True", reason: "Issued" });
   });
 
+  it("does not retry early when an event arrives during backoff, but does after a spec change", async () => {
+    const { kube, github, reconciler } = harness();
+    kube.tokens.set(key, tokenObject());
+    github.failNext.push(new GhatError("GitHubUnavailable", "503", { status: 503 }));
+    await reconciler.reconcile(key);
+    const attempts = () => github.minted.length + github.failNext.length;
+    github.failNext.push(new GhatError("GitHubUnavailable", "503", { status: 503 }));
+    const before = attempts();
+    await reconciler.reconcile(key); // e.g. the informer event of its own status write
+    await reconciler.reconcile(key);
+    expect(attempts()).toBe(before);
+    const edited = tokenObject({ permissions: { contents: "write" } });
+    edited.metadata.generation = 2;
+    kube.tokens.set(key, { ...edited, status: kube.tokens.get(key)?.status });
+    await reconciler.reconcile(key);
+    expect(github.failNext).toHaveLength(0);
+  });
+
   it("honours the rate-limit reset time GitHub gave", async () => {
     const { kube, github, reconciler, requeues, clock } = harness();
     kube.tokens.set(key, tokenObject());
