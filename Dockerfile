@@ -23,5 +23,4 @@ COPY --from=build /src/dist ./dist
 COPY package.json ./
 USER 65532:65532
 EXPOSE 8080 8081
-ENTRYPOINT ["node", "dist/cli.js"]
-CMD ["run"]
+ENTRYPOINT ["node", "dist/main.js"]

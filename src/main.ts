@@ -203,3 +203,16 @@ export async function runCommand(argv: string[]): Promise<number> {
   await operator.stop();
   return 0;
 }
+
+// `node dist/main.js [flags]` runs the operator directly (as the container does).
+if (import.meta.main) {
+  runCommand(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`ghat: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

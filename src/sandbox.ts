@@ -127,6 +127,15 @@ export async function sandboxCommand(argv: string[]): Promise<number> {
       stdio: "inherit",
     },
   );
+  const show = (args: string[]) =>
+    execFileSync("kubectl", ["--kubeconfig", kubeconfig, "-n", ns, ...args], { encoding: "utf8" });
+  process.stdout.write(`\n$ kubectl -n ${ns} get ghat\n${show(["get", "ghat"])}`);
+  process.stdout.write(`\n$ kubectl -n ${ns} get secrets -l app.kubernetes.io/managed-by=ghat\n`);
+  process.stdout.write(show(["get", "secrets", "-l", "app.kubernetes.io/managed-by=ghat"]));
+  process.stdout.write(`\nAnnotations of demo-github-token:\n`);
+  process.stdout.write(
+    `${show(["get", "secret", "demo-github-token", "-o", "jsonpath={.metadata.annotations}"])}\n`,
+  );
   const k = `kubectl --kubeconfig ${kubeconfig}`;
   process.stdout.write(
     [

@@ -84,9 +84,11 @@ export const namespaceSelector = z
     matchExpressions: z
       .array(
         z.object({
-          key: z.string(),
-          operator: z.enum(["In", "NotIn", "Exists", "DoesNotExist"]),
-          values: z.array(z.string()).optional(),
+          key: z.string().describe("The label key."),
+          operator: z
+            .enum(["In", "NotIn", "Exists", "DoesNotExist"])
+            .describe("In, NotIn, Exists or DoesNotExist."),
+          values: z.array(z.string()).optional().describe("Values for In and NotIn."),
         }),
       )
       .optional()

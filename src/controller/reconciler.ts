@@ -95,8 +95,12 @@ export interface ReconcileHooks {
   revoked?(result: "success" | "failure"): void;
 }
 
-/** GitHub-side terminal errors: retried slowly, since only a change on GitHub fixes them. */
-const githubTerminal: ReadonlySet<ErrorCode> = new Set([
+/**
+ * Terminal errors whose fix sends ghat no event: GitHub-side changes, and a foreign Secret
+ * going away (ghat does not watch Secrets it does not own). Retried slowly.
+ */
+const slowRetry: ReadonlySet<ErrorCode> = new Set([
+  "SecretConflict",
   "JWTRejected",
   "InstallationNotFound",
   "InstallationSuspended",
@@ -424,7 +428,7 @@ export class Reconciler {
     let retryAt: number | undefined;
     if (error.retryable)
       retryAt = retryTime({ failures, random: this.#d.random(), retryAt: error.retryAt, now });
-    else if (githubTerminal.has(error.code))
+    else if (slowRetry.has(error.code))
       retryAt = Math.max(now + this.#d.options.terminalRetryMs, error.retryAt ?? 0);
     log.warn(
       { code: error.code, status: error.status, failures, retryAt: retryAt && iso(retryAt), err: error },

@@ -102,8 +102,19 @@ export class Informer<T extends KubernetesObject> {
     this.#failures++;
     this.#opts.onError?.(err);
     const delay = Math.min(30_000, 500 * 2 ** Math.min(6, this.#failures - 1));
-    this.#opts.log.warn(
-      { path: this.#opts.path, failures: this.#failures, retryInMs: delay, err },
+    const e = err as { code?: unknown; statusCode?: unknown; message?: unknown };
+    const status = e?.code ?? e?.statusCode;
+    const level = this.#failures > 3 ? "warn" : "info";
+    this.#opts.log[level](
+      {
+        path: this.#opts.path,
+        failures: this.#failures,
+        retryInMs: delay,
+        status,
+        reason: String(e?.message ?? err)
+          .split("\n")[0]
+          ?.slice(0, 200),
+      },
       "Restarting informer after error",
     );
     this.#cancelRestart?.();

@@ -23,7 +23,7 @@ describe("GitHubAppToken on a real API server", () => {
   beforeAll(async () => {
     github = await startGitHub();
     kube = new Kube(kubeconfigPath());
-    op = await runOperator(kubeconfigPath(), ["--revoke-superseded-after", "2s"]);
+    op = await runOperator(kubeconfigPath(), ["--revoke-superseded-after", "2s", "--terminal-retry", "2s"]);
   });
   afterAll(async () => {
     await op?.stop();
@@ -154,7 +154,7 @@ describe("GitHubAppToken on a real API server", () => {
     await expect.poll(() => github.sim.checkToken(first ?? "").live, { timeout: 15_000 }).toBe(false);
   });
 
-  it("leaves a foreign Secret of the same name untouched and says SecretConflict", async () => {
+  it("leaves a foreign Secret of the same name untouched, says SecretConflict, and takes the name once it is free", async () => {
     const ns = await setup("conflict");
     await kube.core.createNamespacedSecret({
       namespace: ns,
@@ -176,6 +176,11 @@ describe("GitHubAppToken on a real API server", () => {
       "jsonpath={.items[*].reason}",
     ]);
     expect(events.stdout).toContain("SecretConflict");
+    await kube.core.deleteNamespacedSecret({ namespace: ns, name: "mine-token" });
+    await expect
+      .poll(async () => ready(await kube.getToken(ns, "mine"))?.reason, { timeout: 15_000 })
+      .toBe("Issued");
+    expect(await kube.secretValue(ns, "mine-token")).toMatch(/^ghs_/);
   });
 
   it("delete → token revoked and Secret gone", async () => {
@@ -196,7 +201,7 @@ describe("GitHubAppToken on a real API server", () => {
     const before = await kube.secret(ns, "keep-token");
     await op.stop();
     github.sim.resetCounts();
-    op = await runOperator(kubeconfigPath(), ["--revoke-superseded-after", "2s"]);
+    op = await runOperator(kubeconfigPath(), ["--revoke-superseded-after", "2s", "--terminal-retry", "2s"]);
     await op.operator.controller.queue.idle();
     expect(github.sim.counts().total).toBe(0);
     const after = await kube.secret(ns, "keep-token");
