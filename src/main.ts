@@ -117,6 +117,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
   controller.bind(reconciler);
 
   let elector: LeaderElector | undefined;
+  let stopping = false;
   if (config.leaderElect) {
     queue.pause();
     elector = new LeaderElector({
@@ -136,7 +137,8 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
       onStoppedLeading: () => {
         metrics.leader.set(0);
         queue.pause();
-        deps.onLostLeadership?.();
+        // Releasing the lease on a graceful stop is not losing it.
+        if (!stopping) deps.onLostLeadership?.();
       },
     });
   } else {
@@ -151,7 +153,12 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
   await cache.start();
   elector?.start();
   log.info(
-    { namespaces: config.namespaces.length ? config.namespaces : "all", leaderElect: config.leaderElect },
+    {
+      namespaces: config.namespaces.length ? config.namespaces : "all",
+      leaderElect: config.leaderElect,
+      healthPort: (health.address() as AddressInfo).port,
+      metricsPort: (metricsServer.address() as AddressInfo).port,
+    },
     "Started ghat",
   );
 
@@ -163,6 +170,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     metrics,
     leading: () => (elector ? elector.leading : true),
     async stop() {
+      stopping = true;
       log.info("Stopping ghat");
       await queue.shutdown();
       await elector?.stop();

@@ -40,7 +40,8 @@ export interface Minted {
 /** The GitHub side as the reconciler sees it (src/github/gateway.ts is the real one). */
 export interface GitHubGateway {
   mint(app: ResolvedApp, token: GitHubAppToken): Promise<Minted>;
-  revoke(app: ResolvedApp | { baseUrl: string }, token: string): Promise<void>;
+  /** Revokes a token; the installation id, when known, attributes rate-limit headers. */
+  revoke(app: ResolvedApp | { baseUrl: string }, token: string, installationId?: number): Promise<void>;
 }
 
 /** Reads the informer caches. */
@@ -255,7 +256,9 @@ export class Reconciler {
         };
         const current = { token: minted.token, expiresAt: minted.expiresAt, refreshAt };
         await this.#writeSecrets(token, withOwner, desiredSecrets(withOwner, current));
-        for (const old of decision.superseded) if (old !== minted.token) this.#revokeLater(app, old);
+        for (const old of decision.superseded) {
+          if (old !== minted.token) this.#revokeLater(app, old, token.status?.installationId);
+        }
         this.#d.hooks?.minted?.(key, "success");
         this.#d.hooks?.expiry?.(key, minted.expiresAt);
         this.#failures.delete(key);
@@ -491,7 +494,11 @@ export class Reconciler {
     if (held) {
       const attempts = (this.#revokeAttempts.get(key) ?? 0) + 1;
       try {
-        await this.#d.github.revoke(app ?? { baseUrl: "https://api.github.com" }, held.token);
+        await this.#d.github.revoke(
+          app ?? { baseUrl: "https://api.github.com" },
+          held.token,
+          token.status?.installationId,
+        );
         this.#d.hooks?.revoked?.("success");
         log.info("Revoked token");
       } catch (err) {
@@ -515,11 +522,11 @@ export class Reconciler {
     this.#forget(key);
   }
 
-  #revokeLater(app: ResolvedApp, token: string): void {
+  #revokeLater(app: ResolvedApp, token: string, installationId: number | undefined): void {
     const after = this.#d.options.revokeSupersededAfterMs;
     if (after <= 0) return;
     this.#d.clock.setTimer(after, () => {
-      this.#d.github.revoke(app, token).then(
+      this.#d.github.revoke(app, token, installationId).then(
         () => this.#d.hooks?.revoked?.("success"),
         (err: unknown) => {
           this.#d.hooks?.revoked?.("failure");

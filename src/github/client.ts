@@ -204,8 +204,13 @@ export class GitHubClient {
   }
 
   /** Revokes a token; an already dead token (401) counts as revoked. */
-  async revokeToken(token: string): Promise<void> {
-    const ctx = this.#ctx("apps/revoke-installation-access-token", "DELETE", "/installation/token");
+  async revokeToken(token: string, installationId?: number): Promise<void> {
+    const ctx = this.#ctx(
+      "apps/revoke-installation-access-token",
+      "DELETE",
+      "/installation/token",
+      installationId,
+    );
     const res = await this.#send(ctx, { authorization: `token ${token}` });
     if (res.status === 204 || res.status === 401) {
       await res.text();
