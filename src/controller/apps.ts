@@ -27,7 +27,16 @@ export interface ResolvedApp {
   cacheKey: string;
 }
 
-export type AppResolution = { ok: true; app: ResolvedApp } | { ok: false; code: ErrorCode; message: string };
+/** Where an App's GitHub is: enough to revoke a token even when the App may not mint. */
+export interface Endpoint {
+  baseUrl: string;
+  caBundle?: string | undefined;
+  proxy?: string | undefined;
+}
+
+export type AppResolution =
+  | { ok: true; app: ResolvedApp }
+  | { ok: false; code: ErrorCode; message: string; endpoint?: Endpoint };
 
 export interface AppResolverDeps {
   source: AppSource;
@@ -75,7 +84,7 @@ export class AppResolver {
         policyRequest(token, ns, this.#deps.source, "*"),
       );
       if (!pre.allowed && pre.rule !== "repositories")
-        return { ok: false, code: "NotPermitted", message: pre.message };
+        return { ok: false, code: "NotPermitted", message: pre.message, endpoint: parsed.data.spec };
       policy = parsed.data.spec.policy;
       spec = parsed.data.spec;
       keyNamespace = this.#deps.operatorNamespace;
@@ -123,7 +132,8 @@ export class AppResolver {
         inst.repository?.split("/")[0] ??
         (inst.id === undefined ? undefined : await this.#deps.installationOwner(app, inst.id));
       const decision = evaluatePolicy(name, policy, policyRequest(token, ns, this.#deps.source, owner));
-      if (!decision.allowed) return { ok: false, code: "NotPermitted", message: decision.message };
+      if (!decision.allowed)
+        return { ok: false, code: "NotPermitted", message: decision.message, endpoint: spec };
     }
     return { ok: true, app };
   }

@@ -21,7 +21,7 @@ import { scopeHash, tokenScope } from "../core/scope.ts";
 import { keyFingerprint } from "../github/privatekey.ts";
 import { finalizer, type KubeWriter } from "../kube/kube.ts";
 import type { Logger } from "../log.ts";
-import type { AppResolver, ResolvedApp } from "./apps.ts";
+import type { AppResolver, Endpoint, ResolvedApp } from "./apps.ts";
 
 /** What a mint returns, as the reconciler needs it. */
 export interface Minted {
@@ -41,7 +41,7 @@ export interface Minted {
 export interface GitHubGateway {
   mint(app: ResolvedApp, token: GitHubAppToken): Promise<Minted>;
   /** Revokes a token; the installation id, when known, attributes rate-limit headers. */
-  revoke(app: ResolvedApp | { baseUrl: string }, token: string, installationId?: number): Promise<void>;
+  revoke(app: ResolvedApp | Endpoint, token: string, installationId?: number): Promise<void>;
 }
 
 /** Reads the informer caches. */
@@ -141,9 +141,11 @@ export class Reconciler {
     let observed: Observed | undefined;
     let app: ResolvedApp | undefined;
     let inputs = "";
+    let endpoint: Endpoint | undefined;
     try {
       const resolution = await this.#d.apps.resolve(token);
       if (resolution.ok) app = resolution.app;
+      endpoint = resolution.ok ? resolution.app.spec : resolution.endpoint;
       observed = await this.#observe(token, app, resolution.ok ? undefined : resolution);
       inputs = inputsOf(token, resolution, observed);
       const waiting = this.#backoff.get(key);
@@ -154,7 +156,7 @@ export class Reconciler {
         return;
       }
       const decision = plan(observed);
-      await this.#act(key, token, observed, app, decision, log);
+      await this.#act(key, token, observed, app, decision, log, endpoint);
       this.#backoff.delete(key);
     } catch (err) {
       const error = err instanceof OutputError ? new GhatError("InvalidSpec", err.message) : toGhatError(err);
@@ -216,6 +218,7 @@ export class Reconciler {
     app: ResolvedApp | undefined,
     decision: Decision,
     log: Logger,
+    endpoint?: Endpoint,
   ): Promise<void> {
     const ns = token.metadata.namespace ?? "";
     const name = token.metadata.name;
@@ -234,10 +237,32 @@ export class Reconciler {
           app,
           plan({ ...observed, hasFinalizer: true }),
           log,
+          endpoint,
         );
         return;
       case "blocked":
         throw new GhatError(decision.code, decision.message);
+      case "withdraw": {
+        for (const held of decision.revoke) {
+          try {
+            if (!endpoint) throw new Error("the App's endpoint is unknown");
+            await this.#d.github.revoke(endpoint, held, token.status?.installationId);
+            this.#d.hooks?.revoked?.("success");
+          } catch (err) {
+            this.#d.hooks?.revoked?.("failure");
+            log.warn(
+              { err },
+              "Failed to revoke a token the policy no longer allows; it expires within the hour",
+            );
+          }
+        }
+        for (const name of decision.secrets) await this.#d.kube.deleteSecret(ns, name);
+        log.info({ secrets: decision.secrets }, "Withdrew token no longer allowed by policy");
+        throw new GhatError(
+          "NotPermitted",
+          `${decision.message}; its token was revoked and its Secrets removed`,
+        );
+      }
       case "mint": {
         if (!app) throw new GhatError("AppNotFound", "the App is not available");
         const minted = await this.#d.github.mint(app, token);

@@ -54,6 +54,7 @@ export type Decision =
   | { action: "finalize" }
   | { action: "addFinalizer" }
   | { action: "blocked"; code: ErrorCode; message: string }
+  | { action: "withdraw"; message: string; revoke: string[]; secrets: string[] }
   | { action: "mint"; why: MintReason; current: CurrentToken | undefined; superseded: string[] }
   | { action: "write"; why: string; current: CurrentToken; secrets: DesiredSecret[] }
   | { action: "wait"; until: number; current: CurrentToken };
@@ -75,6 +76,25 @@ export const checks: readonly [string, Check][] = [
       o.specProblems.length > 0
         ? { action: "blocked", code: "InvalidSpec", message: o.specProblems.join("; ") }
         : undefined,
+  ],
+  [
+    "PolicyWithdrawn",
+    (o) => {
+      // A ClusterGitHubApp's policy no longer allows this token: revoke what it holds and
+      // remove its Secrets, rather than leave a token the platform team withdrew in use.
+      if (o.appProblem?.code !== "NotPermitted") return undefined;
+      const secrets = o.targets.filter((t) => {
+        const s = o.secrets.get(t.name);
+        return s !== undefined && isOurs(s, o.tokenName);
+      });
+      if (secrets.length === 0) return undefined;
+      return {
+        action: "withdraw",
+        message: o.appProblem.message,
+        revoke: heldTokens(o),
+        secrets: secrets.map((t) => t.name),
+      };
+    },
   ],
   ["AppUnusable", (o) => (o.appProblem ? { action: "blocked", ...o.appProblem } : undefined)],
   [

@@ -89,10 +89,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       }
     },
     async revoke(app, tokenValue, installationId) {
-      await clientFor("spec" in app ? app.spec : { baseUrl: app.baseUrl }).revokeToken(
-        tokenValue,
-        installationId,
-      );
+      await clientFor("spec" in app ? app.spec : app).revokeToken(tokenValue, installationId);
     },
     async installationOwner(app, installationId) {
       const installation = await resolver.resolve(clientFor(app.spec), credentials(app), app.cacheKey, {

@@ -198,7 +198,7 @@ describe("errors are classified and recover", () => {
     expect(await kube.secret(ns, "t-out")).toBeUndefined();
   });
 
-  it("NotPermitted outside a ClusterGitHubApp's policy, then allowed by a policy change", async () => {
+  it("NotPermitted outside a ClusterGitHubApp's policy, allowed by a policy change, withdrawn by another", async () => {
     const ns = await newNamespace("policy");
     await kube.createKeySecret(opNs, "org-key", github.keys.privateKeyPkcs1Pem);
     const cluster = {
@@ -232,6 +232,31 @@ describe("errors are classified and recover", () => {
       JSON.stringify({ spec: { policy: { namespaces: { names: [ns] } } } }),
     ]);
     await expectReady(ns, "t");
+    // Narrowing the policy withdraws the token: revoked at once and its Secret removed.
+    const held = (await kube.secretValue(ns, "t-token")) ?? "";
+    expect(github.sim.checkToken(held).live).toBe(true);
+    await kubectl([
+      "patch",
+      "clustergithubapp",
+      `org-${ns}`,
+      "--type=merge",
+      "-p",
+      JSON.stringify({ spec: { policy: { maxPermissions: { contents: null, metadata: "read" } } } }),
+    ]);
+    await expectReason(ns, "t", "NotPermitted", 'permission "contents" (policy.maxPermissions)');
+    const events = await kubectl([
+      "-n",
+      ns,
+      "get",
+      "events",
+      "--field-selector",
+      "involvedObject.name=t,reason=NotPermitted",
+      "-o",
+      "jsonpath={.items[*].message}",
+    ]);
+    expect(events.stdout).toContain("its token was revoked and its Secrets removed");
+    await expect.poll(() => kube.secret(ns, "t-token"), bound).toBeUndefined();
+    expect(github.sim.checkToken(held)).toMatchObject({ live: false, reason: "revoked" });
     await kubectl(["delete", "clustergithubapp", `org-${ns}`]);
   });
 });

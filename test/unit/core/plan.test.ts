@@ -65,6 +65,18 @@ describe("plan", () => {
     expect(plan(observed({ appProblem }))).toMatchObject({ action: "blocked", code: "InvalidPrivateKey" });
   });
 
+  it("withdraws a token a ClusterGitHubApp's policy no longer allows: revoke it and remove its Secrets", () => {
+    const o = observed({ appProblem: { code: "NotPermitted", message: "policy says no" } });
+    const decision = plan({ ...o, secrets: written(o) });
+    expect(decision).toEqual({
+      action: "withdraw",
+      message: "policy says no",
+      revoke: [token],
+      secrets: ["ci-token"],
+    });
+    expect(plan(o)).toMatchObject({ action: "blocked", code: "NotPermitted" });
+  });
+
   it("never overwrites a Secret it does not own", () => {
     const foreign: ObservedSecret = {
       name: "ci-token",

@@ -1,0 +1,85 @@
+import { execFile } from "node:child_process";
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
+import { Kube, startGitHub, tokenYaml } from "./operator.ts";
+import { OperatorProcess } from "./processes.ts";
+
+const run = promisify(execFile);
+const root = new URL("../../", import.meta.url).pathname;
+
+/**
+ * What the container image holds, built the way the Dockerfile builds it (no Docker engine
+ * here): `npm ci --omit=dev` into a clean directory, the compiled dist/, then `node dist/main.js`.
+ */
+describe("the production install", () => {
+  let dir: string;
+  let github: Awaited<ReturnType<typeof startGitHub>>;
+  let op: OperatorProcess | undefined;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "ghat-image-"));
+    cpSync(join(root, "package.json"), join(dir, "package.json"));
+    cpSync(join(root, "package-lock.json"), join(dir, "package-lock.json"));
+    await run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"], {
+      cwd: dir,
+      maxBuffer: 16 << 20,
+    });
+    await run(join(root, "node_modules/.bin/tsc"), [
+      "-p",
+      join(root, "tsconfig.build.json"),
+      "--outDir",
+      join(dir, "dist"),
+    ]);
+    github = await startGitHub();
+  }, 240_000);
+  afterAll(async () => {
+    op?.kill("SIGKILL");
+    await op?.exited;
+    await github?.sim.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("has no dev dependency installed", async () => {
+    const { stdout } = await run("npm", ["ls", "--omit=dev", "--depth=0", "--parseable"], { cwd: dir });
+    expect(stdout).not.toMatch(/vitest|typescript|@biomejs|fast-check|@octokit\/auth-app/);
+  });
+
+  it("starts from dist/main.js and reconciles a token", async () => {
+    const ns = await newNamespace("image");
+    const kube = new Kube(kubeconfigPath());
+    await kube.createKeySecret(ns, "app-key", github.keys.privateKeyPkcs1Pem);
+    await kube.createApp(ns, "app", {
+      appId: 4242,
+      privateKeySecretRef: { name: "app-key" },
+      baseUrl: github.sim.url,
+    });
+    op = new OperatorProcess(
+      [
+        "--kubeconfig",
+        kubeconfigPath(),
+        "--namespaces",
+        ns,
+        "--health-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--bind-address",
+        "127.0.0.1",
+      ],
+      join(dir, "dist/main.js"),
+      dir,
+    );
+    await op.waitFor("Started ghat");
+    expect((await kubectl(["-n", ns, "apply", "-f", "-"], { input: tokenYaml("img", {}) })).code).toBe(0);
+    expect(
+      (await kubectl(["-n", ns, "wait", "--for=condition=Ready", "ghat/img", "--timeout=60s"])).code,
+    ).toBe(0);
+    expect(github.sim.checkToken((await kube.secretValue(ns, "img-token")) ?? "").live).toBe(true);
+    op.kill("SIGTERM");
+    expect(await op.exited).toBe(0);
+  });
+});
