@@ -131,7 +131,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       join(bin, "kube-controller-manager"),
       [
         `--kubeconfig=${kubeconfigPath}`,
-        "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller",
+        "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,clusterrole-aggregation-controller",
         "--leader-elect=false",
         "--secure-port=0",
         `--service-account-private-key-file=${pki.saKey}`,

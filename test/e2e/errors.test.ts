@@ -1,7 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { group, version } from "../../src/api/meta.ts";
 import { kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
-import { Kube, owner, type RunningOperator, ready, runOperator, startGitHub, tokenYaml } from "./operator.ts";
+import {
+  allLogs,
+  Kube,
+  leaks,
+  owner,
+  type RunningOperator,
+  ready,
+  runOperator,
+  startGitHub,
+  tokenYaml,
+} from "./operator.ts";
 
 /**
  * Every error class becomes its reason with a readable message and a Warning event, and the
@@ -258,5 +268,9 @@ describe("errors are classified and recover", () => {
     await expect.poll(() => kube.secret(ns, "t-token"), bound).toBeUndefined();
     expect(github.sim.checkToken(held)).toMatchObject({ live: false, reason: "revoked" });
     await kubectl(["delete", "clustergithubapp", `org-${ns}`]);
+  });
+  it("leaks no token or key into logs, events, status or spec", async () => {
+    expect(op.logs.length).toBeGreaterThan(0);
+    expect(await leaks(github, [...allLogs])).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 import { CoordinationV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kubeConfig, kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
-import { installationId, Kube, ready, startGitHub, tokenYaml } from "./operator.ts";
+import { installationId, Kube, leaks, ready, startGitHub, tokenYaml } from "./operator.ts";
 import { OperatorProcess, sample } from "./processes.ts";
 
 /**
@@ -137,5 +137,10 @@ describe("leader election, metrics and shutdown with real processes", () => {
     expect(Date.now() - termAt).toBeLessThan(10_000);
     expect((await lease()).spec?.holderIdentity ?? "").toBe("");
     expect(standby.logs("Released leader lease")).toHaveLength(1);
+  });
+  it("leaks no token or key into logs, events, status or metrics", async () => {
+    const seen = all.flatMap((p) => p.lines);
+    expect(seen.length).toBeGreaterThan(0);
+    expect(await leaks(github, seen)).toEqual([]);
   });
 });

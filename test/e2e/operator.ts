@@ -173,3 +173,28 @@ export function tokenYaml(name: string, spec: Record<string, unknown>): string {
     },
   });
 }
+
+/**
+ * Everything a user or an attacker with read access to logs, events, status or metrics could
+ * see, searched for every token the simulator issued and for the App's private keys.
+ * Returns what leaked (described, never the secret itself).
+ */
+export async function leaks(
+  github: { sim: Simulator; keys: { privateKeyPkcs1Pem: string; privateKeyPkcs8Pem: string } },
+  seen: string[],
+) {
+  const { kubectl } = await import("../support/cluster.ts");
+  const events = (await kubectl(["get", "events", "-A", "-o", "json"])).stdout;
+  const objects = (await kubectl(["get", "githubapptokens,githubapps,clustergithubapps", "-A", "-o", "json"]))
+    .stdout;
+  const haystack = [...seen, events, objects].join("\n");
+  const tokens = [...github.sim.state.tokens.keys()];
+  const keyLines = [github.keys.privateKeyPkcs1Pem, github.keys.privateKeyPkcs8Pem].flatMap((pem) =>
+    pem.split("\n").filter((l) => l.length >= 60 && !l.startsWith("-----")),
+  );
+  return [
+    ...tokens.filter((t) => haystack.includes(t)).map((t) => `token ${t.slice(0, 8)}… (${t.length} chars)`),
+    ...keyLines.filter((l) => haystack.includes(l)).map(() => "a private key line"),
+    ...(haystack.includes("PRIVATE KEY-----") ? ["a PEM header"] : []),
+  ];
+}

@@ -1,7 +1,15 @@
 import { CoreV1Api, ListWatch, type V1Secret, Watch } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kubeConfig, kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
-import { Kube, type RunningOperator, runOperator, startGitHub, tokenYaml } from "./operator.ts";
+import {
+  allLogs,
+  Kube,
+  leaks,
+  type RunningOperator,
+  runOperator,
+  startGitHub,
+  tokenYaml,
+} from "./operator.ts";
 
 /**
  * Tokens live 12 s here; ghat refreshes 8 s before expiry and must never leave less than 4 s.
@@ -86,5 +94,9 @@ describe("refresh from GitHub's expires_at", () => {
     await expect
       .poll(() => github.sim.checkToken(seen[0]?.token ?? "").reason, { timeout: 10_000 })
       .toMatch(/revoked|expired/);
+  });
+  it("leaks no token or key into logs, events, status or spec", async () => {
+    expect(op.logs.length).toBeGreaterThan(0);
+    expect(await leaks(github, [...allLogs])).toEqual([]);
   });
 });

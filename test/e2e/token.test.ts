@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
 import {
+  allLogs,
   installationId,
   Kube,
+  leaks,
   owner,
   type RunningOperator,
   ready,
@@ -228,5 +230,9 @@ describe("GitHubAppToken on a real API server", () => {
       "name",
     ]);
     expect(list.stdout.trim().split("\n")).toHaveLength(200);
+  });
+  it("leaks no token or key into logs, events, status or spec", async () => {
+    expect(op.logs.length).toBeGreaterThan(0);
+    expect(await leaks(github, [...allLogs])).toEqual([]);
   });
 });

@@ -101,6 +101,8 @@ describe("the Helm chart", () => {
     const docs = await render(ns);
     expect(kinds(docs)).toEqual([
       "ClusterRole",
+      "ClusterRole",
+      "ClusterRole",
       "ClusterRoleBinding",
       "CustomResourceDefinition",
       "CustomResourceDefinition",

@@ -1,0 +1,267 @@
+import { execFileSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseAllDocuments } from "yaml";
+import { group, version } from "../../src/api/meta.ts";
+import { controlPlane, kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
+import {
+  allLogs,
+  Kube,
+  leaks,
+  owner,
+  type RunningOperator,
+  ready,
+  runOperator,
+  startGitHub,
+  tokenYaml,
+} from "./operator.ts";
+
+const root = new URL("../../", import.meta.url).pathname;
+
+/**
+ * The operator runs as a non-admin identity bound to exactly the chart's RBAC (a client
+ * certificate user stands in for the ServiceAccount), on a real API server with RBAC.
+ */
+describe("least privilege, on a real API server with RBAC", () => {
+  let github: Awaited<ReturnType<typeof startGitHub>>;
+  let op: RunningOperator;
+  let opNs: string;
+  let operatorKubeconfig: string;
+  let aliceKubeconfig: string;
+  let aliceNs: string;
+  const admin = new Kube(kubeconfigPath());
+  const suffix = Math.random().toString(36).slice(2, 7);
+
+  beforeAll(async () => {
+    github = await startGitHub();
+    opNs = await newNamespace("ghat-system");
+    const helm =
+      execFileSync("bash", [`${root}hack/helm/build.sh`], { encoding: "utf8" })
+        .trim()
+        .split("\n")
+        .at(-1) ?? "";
+    const rendered = execFileSync(
+      helm,
+      ["template", `rbac-${suffix}`, `${root}charts/ghat`, "--namespace", opNs, "--kube-version", "1.34.4"],
+      {
+        encoding: "utf8",
+      },
+    );
+    const user = `ghat-operator-${suffix}`;
+    const rbac = parseAllDocuments(rendered)
+      .map((d) => d.toJS() as { kind: string; subjects?: unknown[] })
+      .filter((d) => ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].includes(d?.kind))
+      .map((d) =>
+        d.subjects
+          ? { ...d, subjects: [{ kind: "User", name: user, apiGroup: "rbac.authorization.k8s.io" }] }
+          : d,
+      );
+    const applied = await kubectl(["apply", "-f", "-"], {
+      input: rbac.map((d) => JSON.stringify(d)).join("\n"),
+    });
+    expect(applied.code, applied.stderr).toBe(0);
+    operatorKubeconfig = (await controlPlane.createUser(user, [])).kubeconfigPath;
+    aliceKubeconfig = (await controlPlane.createUser(`alice-${suffix}`, [])).kubeconfigPath;
+    aliceNs = await newNamespace("team-alice");
+    await kubectl([
+      "-n",
+      aliceNs,
+      "create",
+      "rolebinding",
+      "alice-admin",
+      "--clusterrole=admin",
+      `--user=alice-${suffix}`,
+    ]);
+    op = await runOperator(operatorKubeconfig, [
+      "--operator-namespace",
+      opNs,
+      "--leader-elect",
+      "true",
+      "--lease-duration",
+      "4s",
+      "--renew-deadline",
+      "3s",
+      "--retry-period",
+      "500ms",
+      "--revoke-superseded-after",
+      "1s",
+    ]);
+  });
+
+  it("holds the leader Lease with only the chart's Role", async () => {
+    await expect.poll(() => op.operator.leading(), { timeout: 20_000 }).toBe(true);
+  });
+  afterAll(async () => {
+    await op?.stop();
+    await github?.sim.close();
+    await kubectl([
+      "delete",
+      "clusterrole,clusterrolebinding",
+      "-l",
+      `app.kubernetes.io/instance=rbac-${suffix}`,
+    ]);
+  });
+
+  it("does everything it must with only the chart's rules: GitHubApp, ClusterGitHubApp, refresh, delete", async () => {
+    const ns = await newNamespace("rbac");
+    await admin.createKeySecret(ns, "app-key", github.keys.privateKeyPkcs1Pem);
+    await admin.createApp(ns, "app", {
+      appId: 4242,
+      privateKeySecretRef: { name: "app-key" },
+      baseUrl: github.sim.url,
+    });
+    expect((await kubectl(["-n", ns, "apply", "-f", "-"], { input: tokenYaml("t", {}) })).code).toBe(0);
+    expect((await kubectl(["-n", ns, "wait", "--for=condition=Ready", "ghat/t", "--timeout=30s"])).code).toBe(
+      0,
+    );
+    // A spec change re-mints and the superseded token is revoked.
+    const first = (await admin.secretValue(ns, "t-token")) ?? "";
+    expect(
+      (
+        await kubectl(["-n", ns, "apply", "-f", "-"], {
+          input: tokenYaml("t", { permissions: { contents: "read", issues: "read" } }),
+        })
+      ).code,
+    ).toBe(0);
+    await expect.poll(async () => github.sim.checkToken(first).live, { timeout: 20_000 }).toBe(false);
+    // A cluster App whose key lives in the operator's namespace.
+    await admin.createKeySecret(opNs, "org-key", github.keys.privateKeyPkcs1Pem);
+    const cluster = clusterApp(`org-${suffix}`, [ns], github.sim.url);
+    expect((await kubectl(["apply", "-f", "-"], { input: JSON.stringify(cluster) })).code).toBe(0);
+    const yaml = tokenYaml("c", {
+      appRef: { kind: "ClusterGitHubApp", name: `org-${suffix}` },
+      repositories: ["app"],
+    });
+    expect((await kubectl(["-n", ns, "apply", "-f", "-"], { input: yaml })).code).toBe(0);
+    expect((await kubectl(["-n", ns, "wait", "--for=condition=Ready", "ghat/c", "--timeout=30s"])).code).toBe(
+      0,
+    );
+    // Delete: revoked and gone.
+    const held = (await admin.secretValue(ns, "c-token")) ?? "";
+    expect((await kubectl(["-n", ns, "delete", "ghat", "c", "--timeout=30s"])).code).toBe(0);
+    expect(github.sim.checkToken(held).live).toBe(false);
+    expect(await admin.secret(ns, "c-token")).toBeUndefined();
+    // Nothing it tried was forbidden.
+    expect(op.logs.filter((l) => /forbidden|HTTP 403/i.test(l))).toEqual([]);
+  });
+
+  it.each([
+    ["create", "pods", []],
+    ["get", "configmaps", []],
+    ["create", "clusterrolebindings", []],
+    ["patch", "githubapps.ghat.dev", []],
+    ["create", "clustergithubapps.ghat.dev", []],
+    ["delete", "namespaces", []],
+    ["update", "leases.coordination.k8s.io/other-lease", []],
+    ["create", "serviceaccounts/token", []],
+  ])("is refused %s %s", async (verb, resource) => {
+    const r = await kubectl(["auth", "can-i", verb, resource, "-n", opNs], {
+      kubeconfig: operatorKubeconfig,
+    });
+    expect(r.stdout.trim()).toBe("no");
+  });
+
+  it("a namespace admin cannot obtain a token outside a ClusterGitHubApp's policy by any field it can write", async () => {
+    await admin.createKeySecret(opNs, "guarded-key", github.keys.privateKeyPkcs1Pem);
+    const name = `guarded-${suffix}`;
+    const policy = clusterApp(name, [aliceNs], github.sim.url, "guarded-key");
+    expect((await kubectl(["apply", "-f", "-"], { input: JSON.stringify(policy) })).code).toBe(0);
+    const asAlice = (args: string[], input?: string) =>
+      kubectl(["-n", aliceNs, ...args], { kubeconfig: aliceKubeconfig, ...(input ? { input } : {}) });
+
+    // She cannot read the App's key, nor change or create cluster Apps.
+    expect(
+      (await kubectl(["-n", opNs, "get", "secret", "guarded-key"], { kubeconfig: aliceKubeconfig })).code,
+    ).not.toBe(0);
+    expect(
+      (
+        await kubectl(["patch", "clustergithubapp", name, "--type=merge", "-p", "{}"], {
+          kubeconfig: aliceKubeconfig,
+        })
+      ).code,
+    ).not.toBe(0);
+    expect((await asAlice(["auth", "can-i", "create", "clustergithubapps.ghat.dev"])).stdout.trim()).toBe(
+      "no",
+    );
+
+    const appRef = { kind: "ClusterGitHubApp", name };
+    const attempts: [string, Record<string, unknown>, string][] = [
+      [
+        "a wider permission",
+        { appRef, permissions: { contents: "write" }, repositories: ["app"] },
+        "contents: write (at most read)",
+      ],
+      [
+        "another permission",
+        { appRef, permissions: { issues: "read" }, repositories: ["app"] },
+        'permission "issues"',
+      ],
+      [
+        "every permission",
+        { appRef, permissions: {}, repositories: ["app"] },
+        "without explicit permissions",
+      ],
+      ["another repository", { appRef, repositories: ["library"] }, `"${owner}/library"`],
+      ["every repository", { appRef }, "without explicit repositories"],
+      ["repository ids", { appRef, repositoryIds: [502] }, "repositoryIds"],
+      [
+        "another owner",
+        { appRef, installation: { owner: "evil" }, repositories: ["app"] },
+        'installations of "evil"',
+      ],
+      [
+        "an installation id",
+        { appRef, installation: { id: 9001 }, repositories: ["app"] },
+        "installation id 9001",
+      ],
+    ];
+    for (const [i, [, spec, message]] of attempts.entries()) {
+      expect((await asAlice(["apply", "-f", "-"], tokenYaml(`x${i}`, spec))).code).toBe(0);
+    }
+    for (const [i, [what, , message]] of attempts.entries()) {
+      await expect
+        .poll(async () => ready(await admin.getToken(aliceNs, `x${i}`))?.reason, { timeout: 20_000 })
+        .toBe("NotPermitted");
+      expect(ready(await admin.getToken(aliceNs, `x${i}`))?.message, what).toContain(message);
+      expect(await admin.secret(aliceNs, `x${i}-token`), what).toBeUndefined();
+    }
+    // Within the policy, it works.
+    expect(
+      (await asAlice(["apply", "-f", "-"], tokenYaml("ok", { appRef, repositories: ["app"] }))).code,
+    ).toBe(0);
+    await expect
+      .poll(async () => ready(await admin.getToken(aliceNs, "ok"))?.status, { timeout: 20_000 })
+      .toBe("True");
+    // And another namespace she does not admin cannot be used even with her token names.
+    expect(
+      (
+        await kubectl(["-n", opNs, "apply", "-f", "-"], {
+          kubeconfig: aliceKubeconfig,
+          input: tokenYaml("steal", { appRef }),
+        })
+      ).code,
+    ).not.toBe(0);
+  });
+  it("leaks no token or key into logs, events, status or spec", async () => {
+    expect(op.logs.length).toBeGreaterThan(0);
+    expect(await leaks(github, [...allLogs])).toEqual([]);
+  });
+});
+
+function clusterApp(name: string, namespaces: string[], baseUrl: string, key = "org-key") {
+  return {
+    apiVersion: `${group}/${version}`,
+    kind: "ClusterGitHubApp",
+    metadata: { name },
+    spec: {
+      appId: 4242,
+      privateKeySecretRef: { name: key },
+      baseUrl,
+      policy: {
+        namespaces: { names: namespaces },
+        installations: { owners: [owner] },
+        repositories: [`${owner}/app`],
+        maxPermissions: { contents: "read" },
+      },
+    },
+  };
+}
