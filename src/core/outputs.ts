@@ -111,7 +111,10 @@ function render(target: SecretTarget, ctx: OutputContext): Shape {
     case "netrc":
       return {
         type: "Opaque",
-        data: { [target.key ?? ".netrc"]: `machine ${host}\nlogin ${gitUsername}\npassword ${token}\n` },
+        // netrc matches a machine by host name only, never with a port.
+        data: {
+          [target.key ?? ".netrc"]: `machine ${hostname(host)}\nlogin ${gitUsername}\npassword ${token}\n`,
+        },
       };
     case "envFile":
       return {
@@ -159,6 +162,10 @@ function defaultArgoUrl(format: "argocdRepository" | "argocdRepoCreds", ctx: Out
     throw new OutputError("format argocdRepository needs url unless exactly one repository is requested");
   }
   return `https://${ctx.host}/${ctx.owner}/${ctx.repositories[0]}.git`;
+}
+
+function hostname(host: string): string {
+  return host.replace(/:\d+$/, "");
 }
 
 function withSlash(url: string): string {

@@ -8,6 +8,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { type Clock, systemClock } from "../clock.ts";
 import { type Fault, type FaultRule, Faults } from "./faults.ts";
+import { isGitRequest, serveGit } from "./git.ts";
 import { checkAppJwt } from "./jwtcheck.ts";
 import { appObject, installationObject, repositoryObject } from "./objects.ts";
 import type { SimSeed } from "./seed.ts";
@@ -27,6 +28,8 @@ export interface SimulatorOptions {
   rateLimit?: { limit: number; windowSeconds: number } | false;
   /** Seconds a JWT's iat may be in the future (GitHub: 0). */
   iatLeewaySeconds?: number;
+  /** Serve git over smart HTTP for bare repositories under this directory (`<owner>/<repo>.git`). */
+  gitRoot?: string;
 }
 
 export interface Simulator {
@@ -62,13 +65,34 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   let baseUrl = "";
 
   const handler = (req: IncomingMessage, res: ServerResponse) => {
-    let raw = "";
-    req.setEncoding("utf8");
-    req.on("data", (c: string) => {
-      raw += c;
-      if (raw.length > 1 << 20) req.destroy();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      chunks.push(c);
+      size += c.length;
+      if (size > 64 << 20) req.destroy();
     });
     req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      const url = new URL(req.url ?? "/", "http://sim");
+      if (options.gitRoot && isGitRequest(url.pathname)) {
+        serveGit(
+          req,
+          res,
+          url,
+          options.gitRoot,
+          {
+            allowed: (token, repository, write) => {
+              const check = state.checkToken(token, repository, now());
+              const level = check.scope?.permissions.contents;
+              return check.live && (write ? level === "write" || level === "admin" : level !== undefined);
+            },
+          },
+          body,
+        );
+        return;
+      }
+      const raw = body.toString("utf8");
       handle(req, res, raw).catch((err: unknown) => {
         if (!res.headersSent)
           send(res, 500, { message: `simulator error: ${err instanceof Error ? err.message : String(err)}` });
