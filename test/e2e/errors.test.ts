@@ -5,6 +5,7 @@ import {
   allLogs,
   Kube,
   leaks,
+  namespaceWithApp,
   owner,
   type RunningOperator,
   ready,
@@ -35,21 +36,8 @@ describe("errors are classified and recover", () => {
     await github?.sim.close();
   });
 
-  async function namespaceWithApp(
-    prefix: string,
-    app: Record<string, unknown> = {},
-    pem = github.keys.privateKeyPkcs1Pem,
-  ) {
-    const ns = await newNamespace(prefix);
-    await kube.createKeySecret(ns, "app-key", pem);
-    await kube.createApp(ns, "app", {
-      appId: 4242,
-      privateKeySecretRef: { name: "app-key" },
-      baseUrl: github.sim.url,
-      ...app,
-    });
-    return ns;
-  }
+  const withApp = (prefix: string, app: Record<string, unknown> = {}, pem?: string) =>
+    namespaceWithApp(kube, github, prefix, app, pem);
   const reason = async (ns: string, name: string) => ready(await kube.getToken(ns, name));
   async function apply(ns: string, yaml: string) {
     expect((await kubectl(["-n", ns, "apply", "-f", "-"], { input: yaml })).code).toBe(0);
@@ -77,7 +65,7 @@ describe("errors are classified and recover", () => {
   it("InvalidPrivateKey, then a fixed key Secret is picked up without a restart", async () => {
     const openssh =
       "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
-    const ns = await namespaceWithApp("badkey", {}, openssh);
+    const ns = await withApp("badkey", {}, openssh);
     await apply(ns, tokenYaml("t", {}));
     await expectReason(ns, "t", "InvalidPrivateKey", "OpenSSH");
     await kube.core.replaceNamespacedSecret({
@@ -118,7 +106,7 @@ describe("errors are classified and recover", () => {
   });
 
   it("JWTRejected for an App id GitHub does not know, then the fixed App", async () => {
-    const ns = await namespaceWithApp("jwt", { appId: 777 });
+    const ns = await withApp("jwt", { appId: 777 });
     await apply(ns, tokenYaml("t", {}));
     await expectReason(ns, "t", "JWTRejected", "Integration not found");
     await kubectl(["-n", ns, "patch", "githubapp", "app", "--type=merge", "-p", '{"spec":{"appId":4242}}']);
@@ -126,7 +114,7 @@ describe("errors are classified and recover", () => {
   });
 
   it("InstallationNotFound, then GitHub installs the App", async () => {
-    const ns = await namespaceWithApp("noinst");
+    const ns = await withApp("noinst");
     await apply(ns, tokenYaml("t", { installation: { owner: "latecomer" } }));
     await expectReason(ns, "t", "InstallationNotFound", "404");
     github.sim.state.installations.set(9100, {
@@ -148,7 +136,7 @@ describe("errors are classified and recover", () => {
       repositorySelection: "all",
       suspendedAt: "2026-01-01T00:00:00Z",
     });
-    const ns = await namespaceWithApp("suspended");
+    const ns = await withApp("suspended");
     await apply(ns, tokenYaml("t", { installation: { id: 9200 } }));
     await expectReason(ns, "t", "InstallationSuspended", "suspended");
     const inst = github.sim.state.installations.get(9200);
@@ -157,7 +145,7 @@ describe("errors are classified and recover", () => {
   });
 
   it("PermissionsNotGranted and RepositoriesNotGranted (422), then a fixed spec", async () => {
-    const ns = await namespaceWithApp("scope");
+    const ns = await withApp("scope");
     await apply(ns, tokenYaml("p", { permissions: { administration: "read" } }));
     await apply(ns, tokenYaml("r", { repositories: ["missing-repo"] }));
     await expectReason(ns, "p", "PermissionsNotGranted", "not granted to this installation");
@@ -169,7 +157,7 @@ describe("errors are classified and recover", () => {
   });
 
   it("RateLimited honours the reset time, then recovers", async () => {
-    const ns = await namespaceWithApp("ratelimit");
+    const ns = await withApp("ratelimit");
     github.sim.faults.add({
       route: "apps/create-installation-access-token",
       fault: { kind: "primaryRateLimit", resetInSeconds: 3 },
@@ -183,7 +171,7 @@ describe("errors are classified and recover", () => {
   });
 
   it("GitHubUnavailable on 5xx bursts backs off, then recovers", async () => {
-    const ns = await namespaceWithApp("unavailable");
+    const ns = await withApp("unavailable");
     github.sim.faults.add({
       route: "apps/create-installation-access-token",
       fault: { kind: "status", status: 503 },
@@ -195,7 +183,7 @@ describe("errors are classified and recover", () => {
   });
 
   it("InvalidSpec names a bad template's position", async () => {
-    const ns = await namespaceWithApp("template");
+    const ns = await withApp("template");
     await apply(
       ns,
       tokenYaml("t", {

@@ -1,7 +1,15 @@
 import { CoordinationV1Api } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kubeConfig, kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
-import { installationId, Kube, leaks, ready, startGitHub, tokenYaml } from "./operator.ts";
+import {
+  fastLeaderElection,
+  installationId,
+  Kube,
+  leaks,
+  ready,
+  startGitHub,
+  tokenYaml,
+} from "./operator.ts";
 import { OperatorProcess, sample } from "./processes.ts";
 
 /**
@@ -20,14 +28,7 @@ describe("leader election, metrics and shutdown with real processes", () => {
       kubeconfigPath(),
       "--operator-namespace",
       opNs,
-      "--leader-elect",
-      "true",
-      "--lease-duration",
-      "4s",
-      "--renew-deadline",
-      "3s",
-      "--retry-period",
-      "500ms",
+      ...fastLeaderElection,
       "--health-port",
       "0",
       "--metrics-port",

@@ -198,3 +198,35 @@ export async function leaks(
     ...(haystack.includes("PRIVATE KEY-----") ? ["a PEM header"] : []),
   ];
 }
+
+/** Leader-election timings short enough for tests (lease 4 s). */
+export const fastLeaderElection = [
+  "--leader-elect",
+  "true",
+  "--lease-duration",
+  "4s",
+  "--renew-deadline",
+  "3s",
+  "--retry-period",
+  "500ms",
+];
+
+/** A fresh namespace with the App's key Secret and a GitHubApp "app" pointing at the simulator. */
+export async function namespaceWithApp(
+  kube: Kube,
+  github: { sim: Simulator; keys: { privateKeyPkcs1Pem: string } },
+  prefix: string,
+  app: Record<string, unknown> = {},
+  pem = github.keys.privateKeyPkcs1Pem,
+): Promise<string> {
+  const { newNamespace } = await import("../support/cluster.ts");
+  const ns = await newNamespace(prefix);
+  await kube.createKeySecret(ns, "app-key", pem);
+  await kube.createApp(ns, "app", {
+    appId: 4242,
+    privateKeySecretRef: { name: "app-key" },
+    baseUrl: github.sim.url,
+    ...app,
+  });
+  return ns;
+}

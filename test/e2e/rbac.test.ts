@@ -5,6 +5,7 @@ import { group, version } from "../../src/api/meta.ts";
 import { controlPlane, kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
 import {
   allLogs,
+  fastLeaderElection,
   Kube,
   leaks,
   owner,
@@ -74,14 +75,7 @@ describe("least privilege, on a real API server with RBAC", () => {
     op = await runOperator(operatorKubeconfig, [
       "--operator-namespace",
       opNs,
-      "--leader-elect",
-      "true",
-      "--lease-duration",
-      "4s",
-      "--renew-deadline",
-      "3s",
-      "--retry-period",
-      "500ms",
+      ...fastLeaderElection,
       "--revoke-superseded-after",
       "1s",
     ]);

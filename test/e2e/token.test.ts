@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
+import { kubeconfigPath, kubectl } from "../support/cluster.ts";
 import {
   allLogs,
   installationId,
   Kube,
   leaks,
+  namespaceWithApp,
   owner,
   type RunningOperator,
   ready,
@@ -32,16 +33,7 @@ describe("GitHubAppToken on a real API server", () => {
     await github?.sim.close();
   });
 
-  async function setup(prefix: string) {
-    const ns = await newNamespace(prefix);
-    await kube.createKeySecret(ns, "app-key", github.keys.privateKeyPkcs1Pem);
-    await kube.createApp(ns, "app", {
-      appId: 4242,
-      privateKeySecretRef: { name: "app-key" },
-      baseUrl: github.sim.url,
-    });
-    return ns;
-  }
+  const setup = (prefix: string) => namespaceWithApp(kube, github, prefix);
 
   async function apply(ns: string, yaml: string) {
     const r = await kubectl(["-n", ns, "apply", "-f", "-"], { input: yaml });
