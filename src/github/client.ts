@@ -1,380 +1,388 @@
-import type { KeyObject } from "node:crypto";
-import { rootCertificates } from "node:tls";
-import { Agent, type Dispatcher, ProxyAgent, fetch as undiciFetch } from "undici";
-import { z } from "zod";
+import type { Dispatcher } from "undici";
+import { fetch as undiciFetch } from "undici";
 import type { Clock } from "../clock.ts";
 import { GhatError } from "../core/errors.ts";
-import { classifyGitHubError, type ErrorContext, isClockError, networkError } from "./errors.ts";
+import { classifyGitHubError, classifyNetworkError, githubMessage, isTimeClaimError } from "./classify.ts";
+import { createDispatcher } from "./dispatcher.ts";
 import { signAppJwt } from "./jwt.ts";
+import { nextPagePath } from "./link.ts";
+import {
+  appSchema,
+  installationListSchema,
+  installationSchema,
+  installationTokenSchema,
+  parseAnswer,
+} from "./schemas.ts";
+import type {
+  AppCredentials,
+  GitHubAppInfo,
+  Installation,
+  InstallationRef,
+  MintedToken,
+  MintRequest,
+  RateLimit,
+  RequestInfo,
+} from "./types.ts";
+import { defaultUserAgent } from "./useragent.ts";
 
-/** Who the App is: its issuer (numeric App id preferred: Enterprise Server < 3.14 needs it) and key. */
-export interface AppCredentials {
-  appId?: number | undefined;
-  clientId?: string | undefined;
-  key: KeyObject;
+export const defaultBaseUrl = "https://api.github.com";
+/** Sent explicitly: GitHub's default today, and a newer one changes answers (e.g. 204 → 202). */
+export const defaultApiVersion = "2022-11-28";
+export const defaultTimeoutMs = 10_000;
+
+/** The part of `fetch` the client uses; undici's `fetch` by default, anything alike in tests. */
+export type Fetch = (url: string, init: FetchInit) => Promise<FetchResponse>;
+
+export interface FetchInit {
+  method: string;
+  headers: Record<string, string>;
+  body?: string;
+  signal: AbortSignal;
+  dispatcher?: Dispatcher;
 }
 
-export interface RateLimit {
-  limit: number;
-  remaining: number;
-  used: number;
-  /** Epoch seconds. */
-  reset: number;
+export interface FetchResponse {
+  status: number;
+  headers: { get(name: string): string | null };
+  text(): Promise<string>;
 }
 
 export interface GitHubClientOptions {
-  baseUrl?: string;
+  /** `https://api.github.com` by default; Enterprise Server: `https://HOST/api/v3`. Trailing slashes are fine. */
+  baseUrl?: string | undefined;
+  /** PEM certificates trusted in addition to Node's default CAs. */
   caBundle?: string | undefined;
+  /** Proxy URL (an https API is reached through a CONNECT tunnel). */
   proxy?: string | undefined;
   clock: Clock;
-  apiVersion?: string;
-  userAgent?: string;
-  timeoutMs?: number;
-  /** When set, sends X-GitHub-Stateless-S2S-Token (force GitHub's new or classic token format). */
+  /** `X-GitHub-Api-Version`, always sent; default 2022-11-28. */
+  apiVersion?: string | undefined;
+  /** Default `ghat/<version>`. */
+  userAgent?: string | undefined;
+  /** Per request, body included; default 10 s. */
+  timeoutMs?: number | undefined;
+  /** When set, sends `X-GitHub-Stateless-S2S-Token` to force GitHub's new (enabled) or classic token format. */
   tokenFormat?: "enabled" | "disabled" | undefined;
-  onRequest?: (info: { route: string; method: string; status: number; durationMs: number }) => void;
-  onRateLimit?: (installationId: number, rateLimit: RateLimit) => void;
-  /** For tests; defaults to undici's fetch with the configured dispatcher. */
-  fetch?: typeof undiciFetch;
+  /** Called after every HTTP exchange, failed ones included (status 0 when nothing came back). */
+  onRequest?: ((info: RequestInfo) => void) | undefined;
+  /** Called when an answer about a known installation carries `x-ratelimit-*` headers. */
+  onRateLimit?: ((installationId: number, rateLimit: RateLimit) => void) | undefined;
+  /** For tests; default undici's `fetch` with the dispatcher built from caBundle and proxy. */
+  fetch?: Fetch | undefined;
 }
-
-export interface Installation {
-  id: number;
-  appId: number;
-  account: { login: string; type: string };
-  repositorySelection: string;
-  permissions: Record<string, string>;
-  suspendedAt: string | null;
-}
-
-export interface MintRequest {
-  permissions?: Record<string, string> | undefined;
-  repositories?: readonly string[] | undefined;
-  repositoryIds?: readonly number[] | undefined;
-}
-
-export interface MintedToken {
-  token: string;
-  /** Epoch ms, from the server's expires_at. */
-  expiresAt: number;
-  permissions: Record<string, string>;
-  repositorySelection: string;
-  repositories?: { id: number; name: string; fullName: string }[];
-}
-
-const installationSchema = z.object({
-  id: z.number(),
-  app_id: z.number(),
-  account: z.object({ login: z.string(), type: z.string().default("Organization") }).nullable(),
-  repository_selection: z.string(),
-  permissions: z.record(z.string(), z.string()),
-  suspended_at: z.string().nullable().optional(),
-});
-
-const tokenSchema = z.object({
-  token: z.string().min(1),
-  expires_at: z.string(),
-  permissions: z.record(z.string(), z.string()).optional(),
-  repository_selection: z.string().optional(),
-  repositories: z.array(z.object({ id: z.number(), name: z.string(), full_name: z.string() })).optional(),
-});
-
-const appSchema = z.object({ id: z.number(), slug: z.string().optional(), name: z.string().optional() });
 
 /**
- * ghat's GitHub client: JWTs on jose, HTTP on undici (CA bundle, proxy), an explicit API
- * version, clock-skew correction that is remembered, and every error classified.
- * See docs/adr/0001-own-github-client.md for why not @octokit/auth-app.
+ * The only code that talks to GitHub. Every failure is a GhatError (see classify.ts); nothing
+ * is retried here except one re-signed JWT after a clock-skew error: the controller's queue
+ * decides when to try again, from `retryable` and `retryAt`.
  */
-export class GitHubClient {
-  readonly #o: GitHubClientOptions;
-  readonly #base: string;
-  readonly #fetch: typeof undiciFetch;
-  readonly #dispatcher: Dispatcher | undefined;
-  #offsetMs = 0;
-
-  constructor(options: GitHubClientOptions) {
-    this.#o = options;
-    this.#base = (options.baseUrl ?? "https://api.github.com").replace(/\/+$/, "");
-    if (options.proxy) {
-      this.#dispatcher = new ProxyAgent({
-        uri: options.proxy,
-        ...(options.caBundle ? { requestTls: { ca: [...rootCertificates, options.caBundle] } } : {}),
-      });
-    } else if (options.caBundle) {
-      this.#dispatcher = new Agent({ connect: { ca: [...rootCertificates, options.caBundle] } });
-    }
-    this.#fetch = options.fetch ?? undiciFetch;
-  }
-
-  /** GitHub's clock minus ours, learned from a time-claim error's Date header. */
-  clockOffsetMs(): number {
-    return this.#offsetMs;
-  }
-
-  async getApp(app: AppCredentials): Promise<{ id: number; slug: string | undefined }> {
-    const body = await this.#jwtRequest(app, "apps/get-authenticated", "GET", "/app");
-    const parsed = parse(appSchema, body, "GET /app");
-    return { id: parsed.id, slug: parsed.slug };
-  }
-
-  async getInstallation(app: AppCredentials, id: number): Promise<Installation> {
-    const body = await this.#jwtRequest(
-      app,
-      "apps/get-installation",
-      "GET",
-      `/app/installations/${id}`,
-      undefined,
-      id,
-    );
-    return toInstallation(parse(installationSchema, body, "GET installation"));
-  }
-
-  /** By organisation or user login (`/users/{login}/installation` works for both). */
-  async findInstallationByOwner(app: AppCredentials, owner: string): Promise<Installation> {
-    const path = `/users/${encodeURIComponent(owner)}/installation`;
-    const body = await this.#jwtRequest(app, "apps/get-user-installation", "GET", path);
-    return toInstallation(parse(installationSchema, body, `GET ${path}`));
-  }
-
-  async findInstallationByRepository(app: AppCredentials, fullName: string): Promise<Installation> {
-    const [owner = "", repo = ""] = fullName.split("/");
-    const path = `/repos/${encodeURIComponent(owner)}/${encodeURIComponent(repo)}/installation`;
-    const body = await this.#jwtRequest(app, "apps/get-repo-installation", "GET", path);
-    return toInstallation(parse(installationSchema, body, `GET ${path}`));
-  }
-
-  async listInstallations(app: AppCredentials): Promise<Installation[]> {
-    const out: Installation[] = [];
-    let path: string | undefined = "/app/installations?per_page=100";
-    while (path) {
-      const { body, headers } = await this.#jwtRequestWithHeaders(
-        app,
-        "apps/list-installations",
-        "GET",
-        path,
-      );
-      out.push(...parse(z.array(installationSchema), body, "GET /app/installations").map(toInstallation));
-      path = nextLink(headers.get("link"), this.#base);
-    }
-    return out;
-  }
-
+export interface GitHubClient {
   /**
-   * Mints an installation token. The caller's arrays are never mutated. Note: GitHub may
-   * answer 401/403 on the new token for a few seconds (replication); consumers retry.
+   * Mints an installation token (`POST /app/installations/{id}/access_tokens`). The request's
+   * arrays are copied, never mutated; empty fields are left out of the body.
+   *
+   * Where the token is used: for a few seconds after minting, GitHub may answer 401 (token
+   * not replicated yet) or 403 (scoped permissions not replicated yet) on token routes.
+   * Consumers of a fresh token should retry those briefly rather than treat them as final.
    */
-  async mintToken(
-    app: AppCredentials,
-    installationId: number,
-    request: MintRequest = {},
-  ): Promise<MintedToken> {
-    const body: Record<string, unknown> = {};
-    if (request.permissions && Object.keys(request.permissions).length > 0)
-      body.permissions = { ...request.permissions };
-    if (request.repositories && request.repositories.length > 0)
-      body.repositories = [...request.repositories];
-    if (request.repositoryIds && request.repositoryIds.length > 0)
-      body.repository_ids = [...request.repositoryIds];
-    const raw = await this.#jwtRequest(
-      app,
-      "apps/create-installation-access-token",
-      "POST",
-      `/app/installations/${installationId}/access_tokens`,
-      body,
-      installationId,
-    );
-    const t = parse(tokenSchema, raw, "POST access_tokens");
-    const expiresAt = Date.parse(t.expires_at);
-    if (!Number.isFinite(expiresAt)) {
-      throw new GhatError(
-        "GitHubUnavailable",
-        `GitHub returned an unreadable expires_at "${t.expires_at.slice(0, 40)}"`,
-      );
-    }
-    return {
-      token: t.token,
-      expiresAt,
-      permissions: t.permissions ?? {},
-      repositorySelection: t.repository_selection ?? "all",
-      ...(t.repositories
-        ? { repositories: t.repositories.map((r) => ({ id: r.id, name: r.name, fullName: r.full_name })) }
-        : {}),
-    };
-  }
+  mintToken(app: AppCredentials, installationId: number, request?: MintRequest): Promise<MintedToken>;
+  /**
+   * Revokes a token (`DELETE /installation/token`, authenticated by the token itself). 204 is
+   * success, and so is 401 `Bad credentials`: the token is already expired or revoked.
+   * A 401 can also mean "not replicated yet" within seconds of minting, so revoke tokens that
+   * are at least a few seconds old (ghat revokes superseded tokens after a grace period).
+   * `installationId`, when known, attributes the answer's rate-limit headers.
+   */
+  revokeToken(token: string, installationId?: number): Promise<void>;
+  /** `GET /app`: checks the App id / client id and key together. */
+  getApp(app: AppCredentials): Promise<GitHubAppInfo>;
+  /** `GET /app/installations/{id}`. */
+  getInstallation(app: AppCredentials, installationId: number): Promise<Installation>;
+  /** `GET /users/{owner}/installation`: works for organizations too. */
+  findInstallationByOwner(app: AppCredentials, owner: string): Promise<Installation>;
+  /** `GET /repos/{owner}/{repo}/installation` for `"owner/repo"`. */
+  findInstallationByRepository(app: AppCredentials, repository: string): Promise<Installation>;
+  /** `GET /app/installations`, every page (follows `Link: rel="next"`). */
+  listInstallations(app: AppCredentials): Promise<Installation[]>;
+  /** GitHub's clock minus ours, learned from a time-claim error's `Date` header (0 until then). */
+  clockOffsetMs(): number;
+  /** Closes the connections of a CA-bundle or proxy dispatcher. */
+  close(): Promise<void>;
+}
 
-  /** Revokes a token; an already dead token (401) counts as revoked. */
-  async revokeToken(token: string, installationId?: number): Promise<void> {
-    const ctx = this.#ctx(
-      "apps/revoke-installation-access-token",
-      "DELETE",
-      "/installation/token",
-      installationId,
-    );
-    const res = await this.#send(ctx, { authorization: `token ${token}` });
-    if (res.status === 204 || res.status === 401) {
-      await res.text();
-      return;
-    }
-    throw await this.#error(res, ctx);
-  }
+interface Call {
+  route: string;
+  method: "GET" | "POST" | "DELETE";
+  path: string;
+  body?: unknown;
+  installationId?: number | undefined;
+  installation?: InstallationRef | undefined;
+}
 
-  async #jwtRequest(
-    app: AppCredentials,
-    route: string,
-    method: string,
-    path: string,
-    body?: unknown,
-    installationId?: number,
-  ) {
-    return (await this.#jwtRequestWithHeaders(app, route, method, path, body, installationId)).body;
-  }
+interface Answer {
+  status: number;
+  headers: { get(name: string): string | null };
+  text: string;
+}
 
-  async #jwtRequestWithHeaders(
-    app: AppCredentials,
-    route: string,
-    method: string,
-    path: string,
-    body?: unknown,
-    installationId?: number,
-  ): Promise<{ body: unknown; headers: { get(name: string): string | null } }> {
-    const ctx = this.#ctx(route, method, path, installationId);
-    for (let attempt = 0; ; attempt++) {
-      const jwt = await signAppJwt({
-        key: app.key,
-        issuer: issuer(app),
-        nowMs: this.#o.clock.now(),
-        offsetMs: this.#offsetMs,
-      });
-      const res = await this.#send(ctx, { authorization: `Bearer ${jwt}` }, body);
-      if (res.ok) {
-        const text = await res.text();
-        return { body: text === "" ? {} : parseJson(text, ctx), headers: res.headers };
-      }
-      const err = await this.#error(res, ctx);
-      const date = Date.parse(res.headers.get("date") ?? "");
-      if (attempt === 0 && err.status === 401 && isClockError(401, err.message) && Number.isFinite(date)) {
-        // GitHub's clock differs from ours: sign once more on GitHub's time, and keep the offset.
-        this.#offsetMs = date - this.#o.clock.now();
-        continue;
-      }
-      throw err;
-    }
-  }
+export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
+  const { clock } = options;
+  const base = normaliseBaseUrl(options.baseUrl ?? defaultBaseUrl);
+  const dispatcher = createDispatcher({ caBundle: options.caBundle, proxy: options.proxy });
+  const fetchFn: Fetch = options.fetch ?? ((url, init) => undiciFetch(url, init));
+  const apiVersion = options.apiVersion ?? defaultApiVersion;
+  const userAgent = options.userAgent ?? defaultUserAgent();
+  const timeoutMs = options.timeoutMs ?? defaultTimeoutMs;
+  let offsetMs = 0;
 
-  #ctx(route: string, method: string, path: string, installationId?: number): ErrorContext {
-    return { route, method, path, now: this.#o.clock.now(), installationId };
-  }
-
-  async #send(ctx: ErrorContext, auth: Record<string, string>, body?: unknown) {
-    const started = this.#o.clock.now();
+  async function send(call: Call, authorization: string): Promise<Answer> {
+    const url = `${base}${call.path}`;
     const headers: Record<string, string> = {
       accept: "application/vnd.github+json",
-      "x-github-api-version": this.#o.apiVersion ?? "2022-11-28",
-      "user-agent": this.#o.userAgent ?? "ghat",
-      ...auth,
+      "x-github-api-version": apiVersion,
+      "user-agent": userAgent,
+      authorization,
     };
-    if (this.#o.tokenFormat) headers["x-github-stateless-s2s-token"] = this.#o.tokenFormat;
-    if (body !== undefined) headers["content-type"] = "application/json";
+    if (options.tokenFormat) headers["x-github-stateless-s2s-token"] = options.tokenFormat;
+    const init: FetchInit = { method: call.method, headers, signal: AbortSignal.timeout(timeoutMs) };
+    if (call.body !== undefined) {
+      headers["content-type"] = "application/json";
+      init.body = JSON.stringify(call.body);
+    }
+    if (dispatcher) init.dispatcher = dispatcher;
+
+    const started = clock.now();
+    let status = 0;
+    let answer: Answer;
     try {
-      const res = await this.#fetch(`${this.#base}${ctx.path}`, {
-        method: ctx.method,
-        headers,
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(this.#o.timeoutMs ?? 10_000),
-        ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
-      });
-      this.#o.onRequest?.({
-        route: ctx.route,
-        method: ctx.method,
-        status: res.status,
-        durationMs: this.#o.clock.now() - started,
-      });
-      this.#rateLimit(res.headers, ctx.installationId);
-      return res;
+      const res = await fetchFn(url, init);
+      // The body is read under the same timeout signal.
+      answer = { status: res.status, headers: res.headers, text: await res.text() };
+      status = res.status;
     } catch (err) {
-      this.#o.onRequest?.({
-        route: ctx.route,
-        method: ctx.method,
-        status: 0,
-        durationMs: this.#o.clock.now() - started,
+      throw classifyNetworkError(err, { ...call, url, timeoutMs });
+    } finally {
+      options.onRequest?.({
+        route: call.route,
+        method: call.method,
+        status,
+        durationMs: clock.now() - started,
       });
-      throw networkError(err, ctx);
     }
+    reportRateLimit(answer.headers, call.installationId);
+    return answer;
   }
 
-  #rateLimit(headers: { get(name: string): string | null }, installationId: number | undefined): void {
-    const limit = Number(headers.get("x-ratelimit-limit"));
-    if (installationId === undefined || !Number.isFinite(limit) || headers.get("x-ratelimit-limit") === null)
-      return;
-    this.#o.onRateLimit?.(installationId, {
-      limit,
-      remaining: Number(headers.get("x-ratelimit-remaining") ?? 0),
-      used: Number(headers.get("x-ratelimit-used") ?? 0),
-      reset: Number(headers.get("x-ratelimit-reset") ?? 0),
+  function reportRateLimit(headers: Answer["headers"], installationId: number | undefined): void {
+    if (installationId === undefined || !options.onRateLimit) return;
+    const num = (name: string) => {
+      const v = headers.get(name);
+      return v === null || v.trim() === "" ? Number.NaN : Number(v);
+    };
+    const rateLimit = {
+      limit: num("x-ratelimit-limit"),
+      remaining: num("x-ratelimit-remaining"),
+      used: num("x-ratelimit-used"),
+      reset: num("x-ratelimit-reset"),
+    };
+    if (!Number.isFinite(rateLimit.limit) || !Number.isFinite(rateLimit.remaining)) return;
+    options.onRateLimit(installationId, {
+      ...rateLimit,
+      used: Number.isFinite(rateLimit.used) ? rateLimit.used : rateLimit.limit - rateLimit.remaining,
+      reset: Number.isFinite(rateLimit.reset) ? rateLimit.reset : 0,
     });
   }
 
-  async #error(
-    res: { status: number; headers: { get(name: string): string | null }; text(): Promise<string> },
-    ctx: ErrorContext,
-  ): Promise<GhatError> {
-    let message = "";
-    try {
-      const text = await res.text();
-      const parsed: unknown = text ? JSON.parse(text) : {};
-      if (parsed && typeof parsed === "object" && "message" in parsed) message = String(parsed.message);
-    } catch {
-      message = "";
-    }
-    return classifyGitHubError(res.status, (n) => res.headers.get(n), message, {
-      ...ctx,
-      now: this.#o.clock.now(),
+  function fail(answer: Answer, call: Call, issuer?: string | number): GhatError {
+    return classifyGitHubError(answer.status, answer.headers, answer.text, {
+      route: call.route,
+      method: call.method,
+      path: call.path,
+      now: clock.now(),
+      issuer,
+      installation: call.installation,
     });
   }
-}
 
-function issuer(app: AppCredentials): string {
-  if (app.appId !== undefined) return String(app.appId);
-  if (app.clientId) return app.clientId;
-  throw new GhatError("InvalidSpec", "the App has neither appId nor clientId");
-}
+  /** A request authenticated as the App; re-signs once on GitHub's clock after a time-claim 401. */
+  async function asApp(app: AppCredentials, call: Call): Promise<Answer> {
+    const issuer = issuerOf(app);
+    for (let attempt = 0; ; attempt++) {
+      const jwt = await signAppJwt({ key: app.key, issuer, nowMs: clock.now(), offsetMs });
+      const answer = await send(call, `Bearer ${jwt}`);
+      if (answer.status >= 200 && answer.status < 300) return answer;
+      if (attempt === 0 && isTimeClaimError(answer.status, githubMessage(answer.text).message)) {
+        const githubNow = Date.parse(answer.headers.get("date") ?? "");
+        if (Number.isFinite(githubNow)) {
+          // Remembered for every later JWT of this client, not just this retry.
+          // @see https://github.com/octokit/auth-app.js/issues/146
+          offsetMs = githubNow - clock.now();
+          continue;
+        }
+      }
+      throw fail(answer, call, issuer);
+    }
+  }
 
-function toInstallation(i: z.infer<typeof installationSchema>): Installation {
+  const installationPath = (id: number) => `/app/installations/${positiveId(id, "installation id")}`;
+
   return {
-    id: i.id,
-    appId: i.app_id,
-    account: { login: i.account?.login ?? "", type: i.account?.type ?? "Organization" },
-    repositorySelection: i.repository_selection,
-    permissions: i.permissions,
-    suspendedAt: i.suspended_at ?? null,
+    async mintToken(app, installationId, request = {}) {
+      const path = `${installationPath(installationId)}/access_tokens`;
+      const body: {
+        permissions?: Record<string, string>;
+        repositories?: string[];
+        repository_ids?: number[];
+      } = {};
+      if (request.permissions && Object.keys(request.permissions).length > 0) {
+        body.permissions = { ...request.permissions };
+      }
+      if (request.repositories && request.repositories.length > 0)
+        body.repositories = [...request.repositories];
+      if (request.repositoryIds && request.repositoryIds.length > 0) {
+        body.repository_ids = [...request.repositoryIds];
+      }
+      const answer = await asApp(app, {
+        route: "apps/create-installation-access-token",
+        method: "POST",
+        path,
+        ...(Object.keys(body).length > 0 ? { body } : {}),
+        installationId,
+        installation: { id: installationId },
+      });
+      const t = parseAnswer(installationTokenSchema, answer.text, `POST ${path}`);
+      const named = body.repositories !== undefined || body.repository_ids !== undefined;
+      return {
+        token: t.token,
+        expiresAt: Date.parse(t.expires_at),
+        permissions: t.permissions ?? {},
+        repositorySelection: t.repository_selection ?? (named ? "selected" : "all"),
+        ...(t.repositories
+          ? { repositories: t.repositories.map((r) => ({ id: r.id, name: r.name, fullName: r.full_name })) }
+          : {}),
+      };
+    },
+
+    async revokeToken(token, installationId) {
+      const value = typeof token === "string" ? token.trim() : "";
+      if (value === "" || /[\s\0]/.test(value)) {
+        throw new GhatError("InvalidSpec", "the token to revoke is empty or contains whitespace");
+      }
+      const call: Call = {
+        route: "apps/revoke-installation-access-token",
+        method: "DELETE",
+        path: "/installation/token",
+        installationId,
+      };
+      const answer = await send(call, `token ${value}`);
+      if ((answer.status >= 200 && answer.status < 300) || answer.status === 401) return;
+      throw fail(answer, call);
+    },
+
+    async getApp(app) {
+      const answer = await asApp(app, { route: "apps/get-authenticated", method: "GET", path: "/app" });
+      return parseAnswer(appSchema, answer.text, "GET /app");
+    },
+
+    async getInstallation(app, installationId) {
+      const path = installationPath(installationId);
+      const answer = await asApp(app, {
+        route: "apps/get-installation",
+        method: "GET",
+        path,
+        installationId,
+        installation: { id: installationId },
+      });
+      return parseAnswer(installationSchema, answer.text, `GET ${path}`);
+    },
+
+    async findInstallationByOwner(app, owner) {
+      const login = owner.trim();
+      if (login === "" || login.includes("/")) {
+        throw new GhatError("InvalidSpec", `"${login.slice(0, 100)}" is not a user or organization login`);
+      }
+      const path = `/users/${encodeURIComponent(login)}/installation`;
+      const answer = await asApp(app, {
+        route: "apps/get-user-installation",
+        method: "GET",
+        path,
+        installation: { owner: login },
+      });
+      return parseAnswer(installationSchema, answer.text, `GET ${path}`);
+    },
+
+    async findInstallationByRepository(app, repository) {
+      const parts = repository.trim().split("/");
+      const [owner, repo] = parts;
+      if (parts.length !== 2 || !owner || !repo) {
+        throw new GhatError("InvalidSpec", `"${repository.slice(0, 200)}" is not an owner/repo name`);
+      }
+      // A renamed repository answers 301 to its new location; fetch follows it (same host).
+      const path = `/repos/${encodeURIComponent(owner)}/${encodeURIComponent(repo)}/installation`;
+      const answer = await asApp(app, {
+        route: "apps/get-repo-installation",
+        method: "GET",
+        path,
+        installation: { repository: `${owner}/${repo}` },
+      });
+      return parseAnswer(installationSchema, answer.text, `GET ${path}`);
+    },
+
+    async listInstallations(app) {
+      const all: Installation[] = [];
+      const seen = new Set<string>();
+      let path: string | undefined = "/app/installations?per_page=100";
+      while (path !== undefined) {
+        if (seen.has(path)) {
+          throw new GhatError("GitHubUnavailable", "GitHub's Link header sent pagination in a loop");
+        }
+        seen.add(path);
+        const answer = await asApp(app, { route: "apps/list-installations", method: "GET", path });
+        all.push(...parseAnswer(installationListSchema, answer.text, "GET /app/installations"));
+        path = nextPagePath(answer.headers.get("link"), base);
+      }
+      return all;
+    },
+
+    clockOffsetMs: () => offsetMs,
+
+    async close() {
+      await dispatcher?.close();
+    },
   };
 }
 
-function parse<T>(schema: z.ZodType<T>, body: unknown, what: string): T {
-  const r = schema.safeParse(body);
-  if (!r.success)
-    throw new GhatError(
-      "GitHubUnavailable",
-      `GitHub's answer to ${what} is not what its API describes: ${z.prettifyError(r.error).slice(0, 300)}`,
-    );
-  return r.data;
+/** The JWT's `iss`: the numeric App id when known (Enterprise Server < 3.14 takes only that), else the client id. */
+function issuerOf(app: AppCredentials): string | number {
+  if (app.appId !== undefined) return positiveId(app.appId, "App id");
+  const clientId = app.clientId?.trim();
+  if (clientId) return clientId;
+  throw new GhatError("InvalidSpec", "the App has neither an App id nor a client id");
 }
 
-function parseJson(text: string, ctx: ErrorContext): unknown {
+function positiveId(id: number, what: string): number {
+  if (!Number.isSafeInteger(id) || id <= 0) {
+    throw new GhatError("InvalidSpec", `${what} ${String(id).slice(0, 30)} is not a positive integer`);
+  }
+  return id;
+}
+
+/** `https://HOST/api/v3/` → `https://HOST/api/v3`; refuses what cannot be an API base URL. */
+function normaliseBaseUrl(raw: string): string {
+  let url: URL;
   try {
-    return JSON.parse(text);
+    url = new URL(raw.trim());
   } catch {
-    throw new GhatError("GitHubUnavailable", `GitHub's answer to ${ctx.method} ${ctx.path} is not JSON`);
+    throw new GhatError("InvalidSpec", "the GitHub API URL is not a URL (expected https://HOST/api/v3)");
   }
-}
-
-/** The rel="next" URL of a Link header, as a path relative to the base URL. */
-export function nextLink(link: string | null, base: string): string | undefined {
-  if (!link) return undefined;
-  for (const part of link.split(",")) {
-    const m = part.match(/<([^>]+)>\s*;\s*rel="next"/);
-    if (m?.[1]) return m[1].startsWith(base) ? m[1].slice(base.length) : m[1];
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    throw new GhatError("InvalidSpec", `the GitHub API URL must be http(s), not ${url.protocol}`);
   }
-  return undefined;
+  if (url.username || url.password || url.search || url.hash) {
+    throw new GhatError(
+      "InvalidSpec",
+      "the GitHub API URL must not carry credentials, a query or a fragment (expected https://HOST/api/v3)",
+    );
+  }
+  return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
 }

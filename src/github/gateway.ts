@@ -1,11 +1,12 @@
 import type { GitHubAppToken } from "../api/githubapptoken.ts";
 import type { Clock } from "../clock.ts";
-import type { ResolvedApp } from "../controller/apps.ts";
+import type { Endpoint, ResolvedApp } from "../controller/apps.ts";
 import type { GitHubGateway, Minted } from "../controller/reconciler.ts";
 import { GhatError } from "../core/errors.ts";
 import type { Logger } from "../log.ts";
-import { type AppCredentials, GitHubClient, type GitHubClientOptions } from "./client.ts";
-import { InstallationResolver } from "./installations.ts";
+import { createGitHubClient, type GitHubClient, type GitHubClientOptions } from "./client.ts";
+import { createInstallationResolver, type InstallationResolver } from "./installations.ts";
+import type { AppCredentials, InstallationRef } from "./types.ts";
 
 export interface GatewayOptions {
   clock: Clock;
@@ -21,34 +22,31 @@ export interface Gateway extends GitHubGateway {
 }
 
 /**
- * What the reconciler asks of GitHub, on top of GitHubClient: one client per endpoint
- * (base URL, CA bundle, proxy), installation lookup with its cache, and one re-lookup when a
- * mint answers 404 (an installation deleted and re-created under another id).
+ * What the reconciler asks of GitHub, on top of the client: one client and one installation
+ * resolver per endpoint (base URL, CA bundle, proxy), and one re-lookup when a mint answers
+ * 404 for an installation named by owner or repository (deleted and re-created under
+ * another id).
  */
 export function createGateway(options: GatewayOptions): Gateway {
-  const clients = new Map<string, GitHubClient>();
-  const resolver = new InstallationResolver({ clock: options.clock });
-  const clientFor = (spec: {
-    baseUrl: string;
-    caBundle?: string | undefined;
-    proxy?: string | undefined;
-  }) => {
+  const endpoints = new Map<string, { client: GitHubClient; resolver: InstallationResolver }>();
+  const endpointFor = (spec: Endpoint) => {
     const key = JSON.stringify([spec.baseUrl, spec.caBundle ?? "", spec.proxy ?? ""]);
-    let client = clients.get(key);
-    if (!client) {
-      client = new GitHubClient({
+    let endpoint = endpoints.get(key);
+    if (!endpoint) {
+      const client = createGitHubClient({
         baseUrl: spec.baseUrl,
         caBundle: spec.caBundle,
         proxy: spec.proxy,
         clock: options.clock,
         timeoutMs: options.timeoutMs,
-        userAgent: options.userAgent ?? "ghat/0.1",
-        ...(options.onRequest ? { onRequest: options.onRequest } : {}),
-        ...(options.onRateLimit ? { onRateLimit: options.onRateLimit } : {}),
+        userAgent: options.userAgent,
+        onRequest: options.onRequest,
+        onRateLimit: options.onRateLimit,
       });
-      clients.set(key, client);
+      endpoint = { client, resolver: createInstallationResolver({ client, clock: options.clock }) };
+      endpoints.set(key, endpoint);
     }
-    return client;
+    return endpoint;
   };
   const credentials = (app: ResolvedApp): AppCredentials => ({
     appId: app.spec.appId,
@@ -58,15 +56,15 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   return {
     async mint(app: ResolvedApp, token: GitHubAppToken): Promise<Minted> {
-      const client = clientFor(app.spec);
+      const { client, resolver } = endpointFor(app.spec);
       const creds = credentials(app);
-      const ref = token.spec.installation;
+      const ref = installationRef(token.spec.installation);
       for (let attempt = 0; ; attempt++) {
-        const installation = await resolver.resolve(client, creds, app.cacheKey, ref);
+        const installation = await resolver.installation(creds, app.cacheKey, ref);
         // No check of a cached suspended_at here: GitHub's 403 is the truth, and it changes.
         try {
           const minted = await client.mintToken(creds, installation.id, {
-            permissions: token.spec.permissions as Record<string, string> | undefined,
+            permissions: token.spec.permissions,
             repositories: token.spec.repositories,
             repositoryIds: token.spec.repositoryIds,
           });
@@ -82,20 +80,31 @@ export function createGateway(options: GatewayOptions): Gateway {
         } catch (err) {
           if (err instanceof GhatError && err.code === "InstallationNotFound") {
             resolver.invalidate(app.cacheKey, ref);
-            if (attempt === 0 && ref.id === undefined) continue;
+            if (attempt === 0 && !("id" in ref)) continue;
           }
           throw err;
         }
       }
     },
     async revoke(app, tokenValue, installationId) {
-      await clientFor("spec" in app ? app.spec : app).revokeToken(tokenValue, installationId);
+      await endpointFor("spec" in app ? app.spec : app).client.revokeToken(tokenValue, installationId);
     },
     async installationOwner(app, installationId) {
-      const installation = await resolver.resolve(clientFor(app.spec), credentials(app), app.cacheKey, {
-        id: installationId,
-      });
-      return installation.account.login;
+      const { resolver } = endpointFor(app.spec);
+      return (await resolver.installation(credentials(app), app.cacheKey, { id: installationId })).account
+        .login;
     },
   };
+}
+
+/** The spec's `installation` (exactly one of id, owner, repository; the CRD enforces it). */
+function installationRef(spec: {
+  id?: number | undefined;
+  owner?: string | undefined;
+  repository?: string | undefined;
+}): InstallationRef {
+  if (spec.id !== undefined) return { id: spec.id };
+  if (spec.owner !== undefined) return { owner: spec.owner };
+  if (spec.repository !== undefined) return { repository: spec.repository };
+  throw new GhatError("InvalidSpec", "spec.installation must set one of id, owner or repository");
 }
