@@ -1,30 +1,25 @@
 /**
  * Extracts the response schemas of the GitHub App routes ghat uses from GitHub's OpenAPI
  * description (@octokit/openapi, generated/api.github.com.json) into a small committed
- * fixture, keeping only the components they reference.
+ * fixture: the nine operations' responses by status, and only the components they reference
+ * (transitively), so the file is self-contained. test/sim/openapi.test.ts validates every
+ * simulator answer against it.
  *
  *   node hack/openapi/extract.ts [path/to/api.github.com.json]          write the fixture
  *   node hack/openapi/extract.ts --check [path/to/api.github.com.json]  exit 1 if it is stale
  *
- * Without a path, the package is fetched with `npm pack` (about 28 MB) into a temp dir.
+ * Without a path, the pinned package is fetched once with `npm pack` (about 28 MB) into
+ * the temp directory (ghat-octokit-openapi-23.0.2) and reused from there.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { operationIds } from "../../src/sim/routes.ts";
 
 export const source = "@octokit/openapi@23.0.2";
-export const operationIds = [
-  "apps/get-authenticated",
-  "apps/list-installations",
-  "apps/get-installation",
-  "apps/get-org-installation",
-  "apps/get-user-installation",
-  "apps/get-repo-installation",
-  "apps/create-installation-access-token",
-  "apps/revoke-installation-access-token",
-  "apps/list-repos-accessible-to-installation",
-];
+/** The operations the simulator serves (src/sim/routes.ts). */
+const wanted: ReadonlySet<string> = new Set(operationIds);
 const fixture = new URL("../../test/fixtures/openapi/github-app-routes.json", import.meta.url);
 
 type Json = { [key: string]: unknown };
@@ -55,7 +50,7 @@ export function extract(spec: Json): Json {
   for (const [path, item] of Object.entries(spec.paths as Json)) {
     for (const [method, op] of Object.entries(item as Json)) {
       const operation = op as { operationId?: string; responses?: Json };
-      if (!operation.operationId || !operationIds.includes(operation.operationId)) continue;
+      if (!operation.operationId || !wanted.has(operation.operationId)) continue;
       const responses: Json = {};
       for (const [status, response] of Object.entries(operation.responses ?? {})) {
         const r = visit(response) as { content?: { "application/json"?: { schema?: unknown } } };
@@ -64,6 +59,8 @@ export function extract(spec: Json): Json {
       operations[operation.operationId] = { method: method.toUpperCase(), path, responses };
     }
   }
+  const missing = operationIds.filter((id) => !(id in operations));
+  if (missing.length > 0) throw new Error(`the description has no operation ${missing.join(", ")}`);
   const schemas = Object.fromEntries(
     [...needed].sort().map((name) => [name, visit(components.schemas[name])]),
   );
@@ -73,28 +70,48 @@ export function extract(spec: Json): Json {
 function load(path: string | undefined): Json {
   let file = path;
   if (!file) {
-    const dir = mkdtempSync(join(tmpdir(), "openapi-"));
-    execFileSync("npm", ["pack", source, "--pack-destination", dir, "--silent"], {
-      stdio: ["ignore", "ignore", "inherit"],
-    });
-    const tgz = join(dir, `octokit-openapi-${source.split("@").pop()}.tgz`);
-    execFileSync("tar", ["-xzf", tgz, "-C", dir, "package/generated/api.github.com.json"]);
+    const dir = join(tmpdir(), `ghat-${source.replace(/[@/]/g, "-").replace(/^-+/, "")}`);
     file = join(dir, "package/generated/api.github.com.json");
+    if (!existsSync(file)) {
+      mkdirSync(dir, { recursive: true });
+      execFileSync("npm", ["pack", source, "--pack-destination", dir, "--silent"], {
+        stdio: ["ignore", "ignore", "inherit"],
+      });
+      const tgz = join(dir, `octokit-openapi-${source.split("@").pop()}.tgz`);
+      execFileSync("tar", ["-xzf", tgz, "-C", dir, "package/generated/api.github.com.json"]);
+    }
   }
   return JSON.parse(readFileSync(file, "utf8")) as Json;
 }
 
-const args = process.argv.slice(2);
-const check = args.includes("--check");
-const rendered = `${JSON.stringify(extract(load(args.find((a) => a !== "--check"))), null, 2)}\n`;
-if (check) {
-  if (readFileSync(fixture, "utf8") !== rendered) {
+/** The fixture's text for a description: stable key order, two-space indent, final newline. */
+export function render(spec: Json): string {
+  return `${JSON.stringify(extract(spec), null, 2)}\n`;
+}
+
+function main(args: string[]): number {
+  const check = args.includes("--check");
+  const unknown = args.filter((a) => a.startsWith("-") && a !== "--check");
+  if (unknown.length > 0) {
+    process.stderr.write(
+      `unknown option ${unknown.join(" ")}\nusage: node hack/openapi/extract.ts [--check] [api.github.com.json]\n`,
+    );
+    return 2;
+  }
+  const rendered = render(load(args.find((a) => a !== "--check")));
+  if (!check) {
+    writeFileSync(fixture, rendered);
+    return 0;
+  }
+  const committed = existsSync(fixture) ? readFileSync(fixture, "utf8") : "";
+  if (committed !== rendered) {
     process.stderr.write(
       "test/fixtures/openapi/github-app-routes.json is stale: run `node hack/openapi/extract.ts`\n",
     );
-    process.exit(1);
+    return 1;
   }
   process.stdout.write("OpenAPI fixture is current\n");
-} else {
-  writeFileSync(fixture, rendered);
+  return 0;
 }
+
+if (import.meta.main) process.exitCode = main(process.argv.slice(2));

@@ -1,11 +1,39 @@
 import { parseArgs } from "node:util";
-import { createLogger } from "../log.ts";
-import { loadSeedFile } from "./seed.ts";
+import { createLogger, type Logger } from "../log.ts";
+import { loadSeedFile, type ParsedSeed } from "./seed.ts";
 import { startSimulator } from "./simulator.ts";
 
-/** `ghat sim`: the GitHub API simulator as a process, for sandboxes. */
-export async function simCommand(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
+export interface SimCommandIo {
+  stdout?: NodeJS.WritableStream;
+  stderr?: NodeJS.WritableStream;
+  log?: Logger;
+  /** Resolves when the simulator should stop; default: SIGTERM or SIGINT. */
+  stop?: Promise<unknown>;
+}
+
+const usage = `Usage: ghat sim [--port N] [--host ADDR] [--seed FILE] [--token-lifetime SECONDS]
+                [--token-format classic|stateless] [--enterprise]`;
+
+/**
+ * `ghat sim`: the GitHub API simulator as a process, for sandboxes. Prints `{"url", "apiUrl"}`
+ * as one JSON line once listening, runs until SIGTERM/SIGINT, closes cleanly and returns 0.
+ * Bad flags or a bad seed file: a readable message on stderr and 2.
+ */
+export async function simCommand(argv: string[], io: SimCommandIo = {}): Promise<number> {
+  const stdout = io.stdout ?? process.stdout;
+  const stderr = io.stderr ?? process.stderr;
+  const fail = (message: string) => {
+    stderr.write(`ghat sim: ${message}\n${usage}\n`);
+    return 2;
+  };
+  let values: {
+    port: string;
+    host: string;
+    seed?: string | undefined;
+    "token-lifetime": string;
+    "token-format": string;
+    enterprise: boolean;
+  };
   try {
     values = parseArgs({
       args: argv,
@@ -17,47 +45,61 @@ export async function simCommand(argv: string[]): Promise<number> {
         "token-format": { type: "string", default: "classic" },
         enterprise: { type: "boolean", default: false },
       },
+      allowPositionals: false,
       strict: true,
     }).values;
   } catch (err) {
-    process.stderr.write(`ghat sim: ${(err as Error).message}\n`);
-    return 2;
+    return fail(err instanceof Error ? err.message : String(err));
   }
   const port = Number(values.port);
   const lifetime = Number(values["token-lifetime"]);
   const format = values["token-format"];
-  if (!Number.isInteger(port) || port < 0 || port > 65535) return usage("--port must be 0..65535");
-  if (!Number.isInteger(lifetime) || lifetime < 1)
-    return usage("--token-lifetime must be a positive number of seconds");
+  if (!/^\d+$/.test(values.port) || port > 65535) return fail("--port must be a number from 0 to 65535");
+  if (!/^\d+$/.test(values["token-lifetime"]) || lifetime < 1)
+    return fail("--token-lifetime must be a whole number of seconds, at least 1");
   if (format !== "classic" && format !== "stateless")
-    return usage("--token-format must be classic or stateless");
-  const log = createLogger({ level: "info" });
-  let seed: ReturnType<typeof loadSeedFile> | undefined;
+    return fail("--token-format must be classic or stateless");
+
+  let seed: ParsedSeed | undefined;
   try {
-    seed = typeof values.seed === "string" ? loadSeedFile(values.seed) : undefined;
+    seed = values.seed === undefined ? undefined : loadSeedFile(values.seed);
   } catch (err) {
-    process.stderr.write(`ghat sim: ${(err as Error).message}\n`);
-    return 2;
+    return fail(err instanceof Error ? err.message : String(err));
   }
-  const sim = await startSimulator({
-    port,
-    host: String(values.host),
-    tokenLifetimeSeconds: lifetime,
-    tokenFormat: format,
-    enterprise: values.enterprise === true,
-    ...(seed ? { seed } : {}),
-  });
-  process.stdout.write(`${JSON.stringify({ url: sim.url, apiUrl: sim.apiUrl })}\n`);
-  log.info({ url: sim.apiUrl }, "Started GitHub simulator");
-  await new Promise<void>((resolve) => {
-    process.once("SIGTERM", resolve);
-    process.once("SIGINT", resolve);
-  });
+
+  const log = io.log ?? createLogger({ level: "info", destination: stderr });
+  let sim: Awaited<ReturnType<typeof startSimulator>>;
+  try {
+    sim = await startSimulator({
+      port,
+      host: values.host,
+      tokenLifetimeSeconds: lifetime,
+      tokenFormat: format,
+      enterprise: values.enterprise,
+      log,
+      ...(seed ? { seed } : {}),
+    });
+  } catch (err) {
+    return fail(
+      `cannot listen on ${values.host}:${port}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  stdout.write(`${JSON.stringify({ url: sim.url, apiUrl: sim.apiUrl })}\n`);
+
+  await (io.stop ?? signalled());
   await sim.close();
+  log.info("Stopped GitHub simulator");
   return 0;
 }
 
-function usage(message: string): number {
-  process.stderr.write(`ghat sim: ${message}\n`);
-  return 2;
+function signalled(): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      process.off("SIGTERM", done);
+      process.off("SIGINT", done);
+      resolve();
+    };
+    process.on("SIGTERM", done);
+    process.on("SIGINT", done);
+  });
 }

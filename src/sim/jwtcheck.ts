@@ -1,46 +1,41 @@
 import { createPublicKey, verify } from "node:crypto";
+import { messages } from "./messages.ts";
 import type { SimApp } from "./seed.ts";
-
-/** GitHub's JWT error messages (see shared GITHUB_API.md). */
-export const jwtMessages = {
-  decode: "A JSON web token could not be decoded",
-  notFound: "Integration not found",
-  exp: "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires",
-  expTooFar: "'Expiration time' claim ('exp') is too far in the future",
-  iat: "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued",
-} as const;
 
 export type JwtResult = { ok: true; app: SimApp } | { ok: false; status: 401 | 404; message: string };
 
+export interface JwtCheckOptions {
+  /** Finds an App by the `iss` claim. */
+  findApp: (iss: string | number) => SimApp | undefined;
+  /** GitHub's clock (the simulator's, with any injected offset), epoch seconds. */
+  nowSeconds: number;
+  /** Seconds a JWT's `iat` may lie in the future. GitHub's rule is 0. */
+  iatLeewaySeconds?: number;
+  /** Longest lifetime GitHub accepts: `exp` at most this far after its clock. */
+  maxExpSeconds?: number;
+}
+
 /**
- * Validates an App JWT in GitHub's order: decodable RS256 → known issuer → signature →
- * exp present and future → exp at most 600 s ahead → iat an integer, not in the future.
- * `nowS` is the simulator's clock (with any injected offset), in seconds.
+ * Validates an App JWT the way GitHub does, in this order: a decodable RS256 JWT → a known
+ * issuer (404) → a signature by one of the App's keys → `exp` numeric and in the future →
+ * `exp` at most 600 s ahead → `iat` an integer, not in the future. The time checks are
+ * explicit: jose's `jwtVerify` allows a future `iat` and a far `exp`.
  */
-export function checkAppJwt(
-  authorization: string | undefined,
-  findApp: (iss: string | number) => SimApp | undefined,
-  nowS: number,
-  iatLeewayS = 0,
-): JwtResult {
-  const decode = { ok: false, status: 401, message: jwtMessages.decode } as const;
-  const m = authorization?.match(/^Bearer\s+(\S+)$/i);
-  if (!m?.[1]) return decode;
-  const parts = m[1].split(".");
+export function checkAppJwt(authorization: string | undefined, options: JwtCheckOptions): JwtResult {
+  const decode = { ok: false, status: 401, message: messages.jwtDecode } as const;
+  const jwt = authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
+  if (!jwt) return decode;
+  const parts = jwt.split(".");
   if (parts.length !== 3) return decode;
   const [h = "", p = "", s = ""] = parts;
-  let header: { alg?: unknown };
-  let payload: { iss?: unknown; exp?: unknown; iat?: unknown };
-  try {
-    header = JSON.parse(Buffer.from(h, "base64url").toString("utf8")) as typeof header;
-    payload = JSON.parse(Buffer.from(p, "base64url").toString("utf8")) as typeof payload;
-  } catch {
-    return decode;
-  }
-  if (header.alg !== "RS256" || typeof payload !== "object" || payload === null) return decode;
+  const header = parseSegment(h);
+  const payload = parseSegment(p);
+  if (!header || !payload || header.alg !== "RS256") return decode;
+
   const iss = payload.iss;
-  const app = typeof iss === "string" || typeof iss === "number" ? findApp(iss) : undefined;
-  if (!app) return { ok: false, status: 404, message: jwtMessages.notFound };
+  const app = typeof iss === "string" || typeof iss === "number" ? options.findApp(iss) : undefined;
+  if (!app) return { ok: false, status: 404, message: messages.integrationNotFound };
+
   const signed = Buffer.from(`${h}.${p}`);
   const signature = Buffer.from(s, "base64url");
   const valid = app.publicKeys.some((pem) => {
@@ -51,13 +46,26 @@ export function checkAppJwt(
     }
   });
   if (!valid) return decode;
+
+  const now = options.nowSeconds;
   const exp = payload.exp;
-  if (typeof exp !== "number" || !Number.isFinite(exp) || exp <= nowS)
-    return { ok: false, status: 401, message: jwtMessages.exp };
-  if (exp > nowS + 600) return { ok: false, status: 401, message: jwtMessages.expTooFar };
+  if (typeof exp !== "number" || !Number.isFinite(exp) || exp <= now)
+    return { ok: false, status: 401, message: messages.expInvalid };
+  if (exp > now + (options.maxExpSeconds ?? 600))
+    return { ok: false, status: 401, message: messages.expTooFar };
   const iat = payload.iat;
-  if (typeof iat !== "number" || !Number.isInteger(iat) || iat > nowS + iatLeewayS) {
-    return { ok: false, status: 401, message: jwtMessages.iat };
-  }
+  if (typeof iat !== "number" || !Number.isInteger(iat) || iat > now + (options.iatLeewaySeconds ?? 0))
+    return { ok: false, status: 401, message: messages.iatInvalid };
   return { ok: true, app };
+}
+
+function parseSegment(segment: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(segment, "base64url").toString("utf8"));
+    return value && typeof value === "object" && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -30,33 +30,44 @@ export function simpleUser(login: string, id: number, type: string, web: string,
   };
 }
 
-export function appObject(app: SimApp, web: string, api: string) {
+/** GET /app: the App; its permissions default to the union of its installations'. */
+export function appObject(app: SimApp, installations: SimInstallation[], web: string, api: string) {
+  const permissions: Record<string, string> = { ...app.permissions };
+  if (!app.permissions) {
+    const rank = { read: 1, write: 2, admin: 3 } as const;
+    for (const i of installations) {
+      for (const [name, level] of Object.entries(i.permissions)) {
+        const have = permissions[name] as keyof typeof rank | undefined;
+        if (!have || rank[level] > rank[have]) permissions[name] = level;
+      }
+    }
+  }
   return {
     id: app.id,
     slug: app.slug,
     client_id: app.clientId,
     node_id: nodeId("A", app.id),
-    owner: simpleUser(app.owner, 1, "Organization", web, api),
+    owner: simpleUser(app.owner, accountId(app.owner), "Organization", web, api),
     name: app.name ?? app.slug,
     description: null,
     external_url: `${web}/${app.owner}`,
     html_url: `${web}/apps/${app.slug}`,
     created_at: created,
     updated_at: created,
-    permissions: { metadata: "read", contents: "write", issues: "write" },
-    events: [],
-    installations_count: 1,
+    permissions,
+    events: app.events ?? [],
+    installations_count: installations.length,
   };
 }
 
 export function installationObject(inst: SimInstallation, app: SimApp, web: string, api: string) {
-  const accountId = inst.account.id ?? inst.id + 100_000;
+  const id = inst.account.id ?? accountId(inst.account.login);
   return {
     id: inst.id,
     // GitHub's description types this account as anyOf [simple-user, enterprise] on single
     // lookups but allOf [both] on GET /app/installations, so it carries the fields of both.
     account: {
-      ...simpleUser(inst.account.login, accountId, inst.account.type, web, api),
+      ...simpleUser(inst.account.login, id, inst.account.type, web, api),
       name: inst.account.login,
       slug: inst.account.login.toLowerCase(),
       created_at: created,
@@ -65,13 +76,16 @@ export function installationObject(inst: SimInstallation, app: SimApp, web: stri
     repository_selection: inst.repositorySelection,
     access_tokens_url: `${api}/app/installations/${inst.id}/access_tokens`,
     repositories_url: `${api}/installation/repositories`,
-    html_url: `${web}/organizations/${inst.account.login}/settings/installations/${inst.id}`,
+    html_url:
+      inst.account.type === "Organization"
+        ? `${web}/organizations/${inst.account.login}/settings/installations/${inst.id}`
+        : `${web}/settings/installations/${inst.id}`,
     app_id: inst.appId,
     app_slug: app.slug,
-    target_id: accountId,
+    target_id: id,
     target_type: inst.account.type,
     permissions: inst.permissions,
-    events: [],
+    events: inst.events ?? [],
     created_at: created,
     updated_at: created,
     single_file_name: null,
@@ -133,7 +147,7 @@ export function repositoryObject(repo: SimRepository, web: string, api: string) 
     node_id: nodeId("R", repo.id),
     name: repo.name,
     full_name: full,
-    owner: simpleUser(repo.owner, 100_000 + repo.id, "Organization", web, api),
+    owner: simpleUser(repo.owner, accountId(repo.owner), "Organization", web, api),
     private: repo.private,
     html_url: `${web}/${full}`,
     description: null,
@@ -171,6 +185,13 @@ export function repositoryObject(repo: SimRepository, web: string, api: string) 
     updated_at: created,
     license: null,
   };
+}
+
+/** A stable account id for a login (GitHub's ids are per account, not per object). */
+function accountId(login: string): number {
+  let h = 0;
+  for (const c of login.toLowerCase()) h = (h * 31 + (c.codePointAt(0) ?? 0)) % 1_000_000;
+  return 100_000 + h;
 }
 
 function nodeId(prefix: string, id: number): string {

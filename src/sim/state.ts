@@ -1,251 +1,289 @@
-import { createHmac, randomBytes, randomInt } from "node:crypto";
-import { type SimApp, type SimInstallation, type SimRepository, type SimSeed, simSeed } from "./seed.ts";
+import { createHash } from "node:crypto";
+import { z } from "zod";
+import {
+  type PermissionLevel,
+  type SimApp,
+  type SimAppInput,
+  type SimInstallation,
+  type SimInstallationInput,
+  type SimRepository,
+  type SimRepositoryInput,
+  type SimSeed,
+  simApp,
+  simInstallation,
+  simRepository,
+  simSeed,
+} from "./seed.ts";
+import type { TokenFormat } from "./tokens.ts";
 
-export type Level = "read" | "write" | "admin";
-const rank: Record<Level, number> = { read: 1, write: 2, admin: 3 };
-
+/** A token the simulator issued, with what it was granted. */
 export interface IssuedToken {
   token: string;
   appId: number;
   installationId: number;
-  permissions: Record<string, Level>;
+  permissions: Record<string, PermissionLevel>;
   /** Repository ids the token is limited to; undefined: everything the installation covers. */
   repositoryIds: number[] | undefined;
   issuedAt: number;
   expiresAt: number;
-  /** Until this time (ms) GitHub has not replicated the token yet: it answers 401. */
+  /** Until this time (ms) the token is not replicated yet: token routes answer `lagStatus`. */
   notBefore: number;
+  lagStatus: 401 | 403;
   revoked: boolean;
-  format: "classic" | "stateless";
+  format: TokenFormat;
 }
 
-export interface Counts {
-  total: number;
-  byRoute: Record<string, number>;
-  byRouteStatus: Record<string, number>;
-  byApp: Record<string, number>;
-  byInstallation: Record<string, number>;
+/** What a token may do; never contains the token itself. */
+export interface TokenScope {
+  /** First 16 hex characters of the token's SHA-256, to tell tokens apart without showing them. */
+  fingerprint: string;
+  appId: number;
+  installationId: number;
+  permissions: Record<string, PermissionLevel>;
+  repositorySelection: "all" | "selected";
+  /** Only when the token was limited to repositories at minting. */
+  repositoryIds?: number[];
+  /** `owner/name` of those repositories. */
+  repositories?: string[];
+  issuedAt: string;
+  expiresAt: string;
+  format: TokenFormat;
 }
 
-export type MintOutcome =
-  | { ok: true; token: IssuedToken; repositories: SimRepository[] | undefined }
-  | { ok: false; status: number; message: string };
+export type TokenReason =
+  | "unknown"
+  | "revoked"
+  | "expired"
+  | "not yet replicated"
+  | "installation removed"
+  | "installation suspended"
+  | `no access to ${string}`;
 
-export const messages = {
-  notFound: "Not Found",
-  suspended: "This installation has been suspended",
-  parse: "Problems parsing JSON",
-  permission: "The permissions requested are not granted to this installation.",
-  level: "The level of access for permissions requested are not granted to this installation.",
-  repository:
-    "There is at least one repository that does not exist or is not accessible to the parent installation.",
-  tooMany: "The maximum number of repositories that can be requested is 500.",
-  badCredentials: "Bad credentials",
-} as const;
+export interface TokenCheck {
+  live: boolean;
+  reason?: TokenReason;
+  scope?: TokenScope;
+}
 
-/** The simulator's world: Apps, installations, repositories, issued tokens and call counts. */
+/**
+ * The simulator's world: Apps, installations, repositories and the tokens it issued. The maps
+ * are public so tests can arrange odd states; the methods keep the world consistent.
+ */
 export class SimState {
-  apps = new Map<number, SimApp>();
-  installations = new Map<number, SimInstallation>();
-  repositories = new Map<number, SimRepository>();
+  readonly apps = new Map<number, SimApp>();
+  readonly installations = new Map<number, SimInstallation>();
+  readonly repositories = new Map<number, SimRepository>();
   readonly tokens = new Map<string, IssuedToken>();
-  readonly rateLimits = new Map<number, { used: number; resetAt: number }>();
-  counts: Counts = emptyCounts();
-  readonly #statelessSecret = randomBytes(32);
 
   constructor(seed: SimSeed = {}) {
     this.load(seed);
   }
 
+  /** Adds (or replaces) the seed's Apps, repositories and installations. */
   load(seed: SimSeed): void {
-    const s = simSeed.parse(seed);
-    for (const a of s.apps) this.apps.set(a.id, a);
-    for (const i of s.installations) this.installations.set(i.id, i);
-    for (const r of s.repositories) this.repositories.set(r.id, r);
+    const s = parse(simSeed, seed, "seed");
+    for (const a of s.apps) this.addApp(a);
+    for (const r of s.repositories) this.addRepository(r);
+    for (const i of s.installations) this.addInstallation(i);
+  }
+
+  addApp(input: SimAppInput): SimApp {
+    const app = parse(simApp, input, "App");
+    this.apps.set(app.id, app);
+    return app;
+  }
+
+  /** Deletes an App with its installations; their tokens stop working. */
+  removeApp(id: number): boolean {
+    for (const i of [...this.installations.values()]) if (i.appId === id) this.installations.delete(i.id);
+    return this.apps.delete(id);
+  }
+
+  /** Adds a key that signs the App's JWTs, keeping the others (rotation). */
+  addAppPublicKey(appId: number, publicKeyPem: string): void {
+    const app = this.#app(appId);
+    const next = parse(simApp, { ...app, publicKeys: [...app.publicKeys, publicKeyPem] }, "App");
+    app.publicKeys = next.publicKeys;
+  }
+
+  /** Replaces the App's keys: JWTs signed by a removed key are refused from now on. */
+  replaceAppPublicKeys(appId: number, publicKeyPems: string[]): void {
+    const app = this.#app(appId);
+    const next = parse(simApp, { ...app, publicKeys: publicKeyPems }, "App");
+    app.publicKeys = next.publicKeys;
+  }
+
+  addInstallation(input: SimInstallationInput): SimInstallation {
+    const inst = parse(simInstallation, input, "installation");
+    if (!this.apps.has(inst.appId)) throw new Error(`installation ${inst.id}: no App ${inst.appId}`);
+    const clash = this.installations.get(inst.id);
+    if (clash && clash.appId !== inst.appId)
+      throw new Error(`installation ${inst.id} belongs to App ${clash.appId}: ids are unique across Apps`);
+    for (const id of inst.repositoryIds ?? [])
+      if (!this.repositories.has(id)) throw new Error(`installation ${inst.id}: no repository ${id}`);
+    this.installations.set(inst.id, inst);
+    return inst;
+  }
+
+  /** Uninstalls: lookups answer 404 and the installation's tokens stop working (401). */
+  removeInstallation(id: number): boolean {
+    return this.installations.delete(id);
+  }
+
+  /** Suspends: minting answers 403 and the installation's tokens stop working. */
+  suspendInstallation(id: number, at: Date): void {
+    this.#installation(id).suspendedAt = at.toISOString().replace(/\.\d{3}Z$/, "Z");
+  }
+
+  unsuspendInstallation(id: number): void {
+    this.#installation(id).suspendedAt = null;
+  }
+
+  addRepository(input: SimRepositoryInput): SimRepository {
+    const repo = parse(simRepository, input, "repository");
+    this.repositories.set(repo.id, repo);
+    return repo;
+  }
+
+  removeRepository(id: number): boolean {
+    for (const i of this.installations.values()) {
+      if (i.repositoryIds?.includes(id)) i.repositoryIds = i.repositoryIds.filter((r) => r !== id);
+    }
+    return this.repositories.delete(id);
+  }
+
+  /** Renames a repository; lookups by the old name answer 301 like GitHub's. */
+  renameRepository(id: number, name: string): SimRepository {
+    const repo = this.repositories.get(id);
+    if (!repo) throw new Error(`no repository ${id}`);
+    repo.formerNames = [...(repo.formerNames ?? []), repo.name];
+    repo.name = name;
+    return repo;
   }
 
   findApp(iss: string | number): SimApp | undefined {
-    if (typeof iss === "number" || /^\d+$/.test(iss)) return this.apps.get(Number(iss));
+    if (typeof iss === "number") return this.apps.get(iss);
+    if (/^\d+$/.test(iss)) return this.apps.get(Number(iss));
     return [...this.apps.values()].find((a) => a.clientId === iss);
   }
 
-  /** Repositories an installation covers. */
+  /** Repositories an installation covers: its account's, all or the selected ones. */
   covered(inst: SimInstallation): SimRepository[] {
-    return [...this.repositories.values()].filter(
-      (r) =>
-        r.owner.toLowerCase() === inst.account.login.toLowerCase() &&
-        (inst.repositorySelection === "all" || (inst.repositoryIds ?? []).includes(r.id)),
-    );
+    return [...this.repositories.values()]
+      .filter(
+        (r) =>
+          r.owner.toLowerCase() === inst.account.login.toLowerCase() &&
+          (inst.repositorySelection === "all" || (inst.repositoryIds ?? []).includes(r.id)),
+      )
+      .sort((a, b) => a.id - b.id);
   }
 
   findRepository(owner: string, name: string): SimRepository | undefined {
+    const o = owner.toLowerCase();
+    const n = name.toLowerCase();
     return [...this.repositories.values()].find(
-      (r) => r.owner.toLowerCase() === owner.toLowerCase() && r.name.toLowerCase() === name.toLowerCase(),
+      (r) => r.owner.toLowerCase() === o && r.name.toLowerCase() === n,
     );
   }
 
-  /** GitHub's checks for POST /app/installations/{id}/access_tokens, in order. */
-  mint(
-    app: SimApp,
-    installationId: number,
-    rawBody: string,
-    now: number,
-    options: { lifetimeS: number; format: "classic" | "stateless"; lagMs: number },
-  ): MintOutcome {
-    const inst = this.installations.get(installationId);
-    if (!inst || inst.appId !== app.id) return { ok: false, status: 404, message: messages.notFound };
-    let body: { permissions?: unknown; repositories?: unknown; repository_ids?: unknown } = {};
-    if (rawBody.trim() !== "") {
-      try {
-        body = JSON.parse(rawBody) as typeof body;
-      } catch {
-        return { ok: false, status: 400, message: messages.parse };
-      }
-      if (typeof body !== "object" || body === null || Array.isArray(body))
-        return { ok: false, status: 400, message: messages.parse };
-    }
-    const perms = body.permissions;
-    const names = body.repositories;
-    const ids = body.repository_ids;
-    if (perms !== undefined && (typeof perms !== "object" || perms === null || Array.isArray(perms)))
-      return { ok: false, status: 400, message: messages.parse };
-    if (names !== undefined && (!Array.isArray(names) || names.some((n) => typeof n !== "string")))
-      return { ok: false, status: 400, message: messages.parse };
-    if (ids !== undefined && (!Array.isArray(ids) || ids.some((n) => typeof n !== "number")))
-      return { ok: false, status: 400, message: messages.parse };
-    if (inst.suspendedAt) return { ok: false, status: 403, message: messages.suspended };
-    const repoNames = (names ?? []) as string[];
-    const repoIds = (ids ?? []) as number[];
-    if (repoNames.length + repoIds.length > 500) return { ok: false, status: 422, message: messages.tooMany };
-
-    const requested = (perms ?? undefined) as Record<string, unknown> | undefined;
-    const granted: Record<string, Level> = {};
-    if (requested && Object.keys(requested).length > 0) {
-      for (const [name, level] of Object.entries(requested)) {
-        const have = inst.permissions[name];
-        if (!have || !(level === "read" || level === "write" || level === "admin")) {
-          return { ok: false, status: 422, message: messages.permission };
-        }
-        if (rank[level] > rank[have]) return { ok: false, status: 422, message: messages.level };
-        granted[name] = level;
-      }
-    } else {
-      Object.assign(granted, inst.permissions);
-    }
-
-    let limited: SimRepository[] | undefined;
-    if (repoNames.length > 0 || repoIds.length > 0) {
-      const covered = this.covered(inst);
-      limited = [];
-      for (const name of repoNames) {
-        const r = covered.find((c) => c.name.toLowerCase() === name.toLowerCase());
-        if (!r) return { ok: false, status: 422, message: messages.repository };
-        if (!limited.includes(r)) limited.push(r);
-      }
-      for (const id of repoIds) {
-        const r = covered.find((c) => c.id === id);
-        if (!r) return { ok: false, status: 422, message: messages.repository };
-        if (!limited.includes(r)) limited.push(r);
-      }
-    }
-
-    const issuedAt = Math.floor(now / 1000) * 1000;
-    const expiresAt = issuedAt + options.lifetimeS * 1000;
-    const token: IssuedToken = {
-      token:
-        options.format === "stateless" ? this.#statelessToken(app.id, inst.id, expiresAt) : classicToken(),
-      appId: app.id,
-      installationId: inst.id,
-      permissions: granted,
-      repositoryIds: limited?.map((r) => r.id),
-      issuedAt,
-      expiresAt,
-      notBefore: now + options.lagMs,
-      revoked: false,
-      format: options.format,
-    };
-    this.tokens.set(token.token, token);
-    return { ok: true, token, repositories: limited };
+  /** A repository that was renamed away from `owner/name`. */
+  findRenamedRepository(owner: string, name: string): SimRepository | undefined {
+    const o = owner.toLowerCase();
+    const n = name.toLowerCase();
+    return [...this.repositories.values()].find(
+      (r) => r.owner.toLowerCase() === o && (r.formerNames ?? []).some((f) => f.toLowerCase() === n),
+    );
   }
 
-  /** Why a token is not usable now, or undefined when it is live. */
-  tokenProblem(value: string | undefined, now: number): string | undefined {
+  revokeToken(value: string): boolean {
+    const t = this.tokens.get(value);
+    if (!t || t.revoked) return false;
+    t.revoked = true;
+    return true;
+  }
+
+  /** Why GitHub would refuse the token at `now` (ms), or undefined when it accepts it. */
+  tokenProblem(
+    value: string | undefined,
+    now: number,
+  ): { reason: TokenReason; status: 401 | 403 } | undefined {
     const t = value ? this.tokens.get(value) : undefined;
-    if (!t) return "unknown";
-    if (t.revoked) return "revoked";
-    if (now >= t.expiresAt) return "expired";
-    if (now < t.notBefore) return "not yet replicated";
+    if (!t) return { reason: "unknown", status: 401 };
+    if (t.revoked) return { reason: "revoked", status: 401 };
+    if (now >= t.expiresAt) return { reason: "expired", status: 401 };
+    const inst = this.installations.get(t.installationId);
+    if (!inst || inst.appId !== t.appId || !this.apps.has(t.appId))
+      return { reason: "installation removed", status: 401 };
+    if (now < t.notBefore) return { reason: "not yet replicated", status: t.lagStatus };
+    if (inst.suspendedAt) return { reason: "installation suspended", status: 403 };
     return undefined;
   }
 
-  /** Is the token live, and may it access owner/repo? */
-  checkToken(value: string, repository: string | undefined, now: number) {
+  /** Is the token live, and may it reach `owner/repo`? */
+  checkToken(value: string, repository: string | undefined, now: number): TokenCheck {
     const t = this.tokens.get(value);
+    if (!t) return { live: false, reason: "unknown" };
+    const scope = this.scopeOf(t);
     const problem = this.tokenProblem(value, now);
-    const scope = t && {
-      appId: t.appId,
-      installationId: t.installationId,
-      permissions: t.permissions,
-      repositories: t.repositoryIds?.map((id) => {
-        const r = this.repositories.get(id);
-        return r ? `${r.owner}/${r.name}` : String(id);
-      }),
-      expiresAt: new Date(t.expiresAt).toISOString(),
-      format: t.format,
-    };
-    if (problem) return { live: false, reason: problem, ...(scope ? { scope } : {}) };
-    if (repository && t) {
-      const [owner = "", name = ""] = repository.split("/");
-      const repo = this.findRepository(owner, name);
-      const inst = this.installations.get(t.installationId);
-      const covered = inst ? this.covered(inst) : [];
-      if (!repo || !covered.includes(repo) || (t.repositoryIds && !t.repositoryIds.includes(repo.id))) {
-        return { live: false, reason: `no access to ${repository}`, scope };
-      }
+    if (problem) return { live: false, reason: problem.reason, scope };
+    if (repository !== undefined && !this.reaches(t, repository)) {
+      return { live: false, reason: `no access to ${repository}`, scope };
     }
     return { live: true, scope };
   }
 
-  record(route: string, status: number, appId: number | undefined, installationId: number | undefined): void {
-    const c = this.counts;
-    c.total++;
-    c.byRoute[route] = (c.byRoute[route] ?? 0) + 1;
-    c.byRouteStatus[`${route} ${status}`] = (c.byRouteStatus[`${route} ${status}`] ?? 0) + 1;
-    if (appId !== undefined) c.byApp[appId] = (c.byApp[appId] ?? 0) + 1;
-    if (installationId !== undefined)
-      c.byInstallation[installationId] = (c.byInstallation[installationId] ?? 0) + 1;
+  /** Repositories a token reaches now. */
+  repositoriesOf(t: IssuedToken): SimRepository[] {
+    const inst = this.installations.get(t.installationId);
+    const covered = inst ? this.covered(inst) : [];
+    return t.repositoryIds ? covered.filter((r) => t.repositoryIds?.includes(r.id)) : covered;
   }
 
-  resetCounts(): void {
-    this.counts = emptyCounts();
-  }
-
-  #statelessToken(appId: number, installationId: number, expiresAt: number): string {
-    // Opaque like GitHub's: ghs_<appid>_<jwt>, ~520 characters with dots and underscores.
-    const enc = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
-    const header = enc({ alg: "HS256", typ: "JWT" });
-    const base = {
-      iss: appId,
-      sub: installationId,
-      exp: Math.floor(expiresAt / 1000),
-      jti: randomBytes(12).toString("hex"),
+  scopeOf(t: IssuedToken): TokenScope {
+    const inst = this.installations.get(t.installationId);
+    const names = t.repositoryIds?.map((id) => {
+      const r = this.repositories.get(id);
+      return r ? `${r.owner}/${r.name}` : String(id);
+    });
+    return {
+      fingerprint: createHash("sha256").update(t.token).digest("hex").slice(0, 16),
+      appId: t.appId,
+      installationId: t.installationId,
+      permissions: { ...t.permissions },
+      repositorySelection: t.repositoryIds ? "selected" : (inst?.repositorySelection ?? "all"),
+      ...(t.repositoryIds && names ? { repositoryIds: [...t.repositoryIds], repositories: names } : {}),
+      issuedAt: isoSeconds(t.issuedAt),
+      expiresAt: isoSeconds(t.expiresAt),
+      format: t.format,
     };
-    const padLength = Math.max(0, 300 - JSON.stringify(base).length);
-    const payload = enc({ ...base, pad: randomBytes(padLength).toString("base64url").slice(0, padLength) });
-    const sig = createHmac("sha256", this.#statelessSecret)
-      .update(`${header}.${payload}`)
-      .digest("base64url");
-    return `ghs_${appId}_${header}.${payload}.${sig}`;
+  }
+
+  reaches(t: IssuedToken, repository: string): boolean {
+    const [owner = "", name = "", ...rest] = repository.split("/");
+    const repo = rest.length === 0 ? this.findRepository(owner, name) : undefined;
+    return repo !== undefined && this.repositoriesOf(t).includes(repo);
+  }
+
+  #app(id: number): SimApp {
+    const app = this.apps.get(id);
+    if (!app) throw new Error(`no App ${id}`);
+    return app;
+  }
+
+  #installation(id: number): SimInstallation {
+    const inst = this.installations.get(id);
+    if (!inst) throw new Error(`no installation ${id}`);
+    return inst;
   }
 }
 
-function classicToken(): string {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  let s = "ghs_";
-  for (let i = 0; i < 36; i++) s += alphabet[randomInt(alphabet.length)];
-  return s;
+/** `2023-06-08T08:39:25Z`: GitHub's second-precision times. */
+export function isoSeconds(ms: number): string {
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
-function emptyCounts(): Counts {
-  return { total: 0, byRoute: {}, byRouteStatus: {}, byApp: {}, byInstallation: {} };
+function parse<T extends z.ZodType>(schema: T, value: unknown, what: string): z.output<T> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new Error(`invalid ${what}:\n${z.prettifyError(r.error)}`);
+  return r.data;
 }

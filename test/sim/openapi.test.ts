@@ -1,11 +1,9 @@
 import { readFileSync } from "node:fs";
-import { createAppAuth } from "@octokit/auth-app";
-import { request } from "@octokit/request";
-import { Ajv } from "ajv";
+import { Ajv, type ValidateFunction } from "ajv";
 import formats from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Simulator } from "../../src/sim/simulator.ts";
-import { type Answer, appId, call, keys, mint, startSim, validJwt } from "./helpers.ts";
+import { operationIds } from "../../src/sim/routes.ts";
+import { type Answer, appId, startTestSim, type TestSim } from "./helpers.ts";
 
 interface Fixture {
   source: string;
@@ -15,11 +13,11 @@ interface Fixture {
 const fixture = JSON.parse(
   readFileSync(new URL("../fixtures/openapi/github-app-routes.json", import.meta.url), "utf8"),
 ) as Fixture;
-const ajv = new Ajv({ strict: false, allErrors: true });
-formats.default(ajv);
-ajv.addSchema({ $id: "github", components: openApiNullable(fixture.components) });
 
-/** OpenAPI 3.0's `nullable: true` without a `type` (ajv needs one) becomes anyOf [schema, null]. */
+/**
+ * OpenAPI 3.0's `nullable: true`: ajv 8 honours the keyword next to a `type`; where GitHub's
+ * description puts it beside `anyOf`/`allOf` without a type, it becomes anyOf [schema, null].
+ */
 function openApiNullable(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(openApiNullable);
   if (!node || typeof node !== "object") return node;
@@ -30,90 +28,164 @@ function openApiNullable(node: unknown): unknown {
   return { anyOf: [walked, { type: "null" }] };
 }
 
-/** Validates a response against the schema GitHub's OpenAPI description gives for that status. */
-function validate(op: string, r: Answer) {
-  const operation = fixture.operations[op];
-  expect(operation, op).toBeDefined();
-  const schema = operation?.responses[String(r.status)];
-  expect(schema, `${op} documents status ${r.status}`).toBeDefined();
-  if (schema === null) return;
-  const rewritten = openApiNullable(
-    JSON.parse(JSON.stringify(schema).replaceAll('"#/components/', '"github#/components/')),
-  ) as object;
-  const check = ajv.compile(rewritten);
-  const ok = check(r.body);
-  expect(ok, `${op} ${r.status}: ${ajv.errorsText(check.errors)}`).toBe(true);
+const ajv = new Ajv({ strict: false, allErrors: true });
+formats.default(ajv);
+ajv.addSchema({ $id: "github", components: openApiNullable(fixture.components) });
+const compiled = new Map<string, ValidateFunction>();
+function validator(schema: unknown): ValidateFunction {
+  const key = JSON.stringify(schema);
+  let v = compiled.get(key);
+  if (!v) {
+    v = ajv.compile(
+      openApiNullable(JSON.parse(key.replaceAll('"#/components/', '"github#/components/'))) as object,
+    );
+    compiled.set(key, v);
+  }
+  return v;
 }
 
-let sim: Simulator;
+/**
+ * Validates an answer against the schema GitHub's description gives its status. A status
+ * GitHub does not document for the operation (401 for a bad JWT, say) must be an error with
+ * GitHub's basic-error body.
+ */
+function validate(op: string, r: Answer): void {
+  const operation = fixture.operations[op];
+  if (!operation) throw new Error(`no operation ${op} in the fixture`);
+  const documented = String(r.status) in operation.responses;
+  if (!documented) {
+    expect(r.status, `${op} answered an undocumented success ${r.status}`).toBeGreaterThanOrEqual(400);
+    expect(r.body).toEqual({
+      message: expect.any(String),
+      documentation_url: expect.any(String),
+      status: String(r.status),
+    });
+  }
+  const schema = documented
+    ? operation.responses[String(r.status)]
+    : { $ref: "#/components/schemas/basic-error" };
+  if (schema === null) {
+    expect(r.body, `${op} ${r.status} has no body`).toBeUndefined();
+    return;
+  }
+  const check = validator(schema);
+  expect(check(r.body), `${op} ${r.status}: ${ajv.errorsText(check.errors)}`).toBe(true);
+}
+
+let t: TestSim;
+let ghes: TestSim;
 beforeAll(async () => {
-  sim = await startSim();
+  t = await startTestSim({ rateLimit: { limit: 2, windowSeconds: 60 } });
+  ghes = await startTestSim({ enterprise: true });
+  t.sim.state.renameRepository(21, "hello-world");
 });
-afterAll(() => sim.close());
+afterAll(async () => {
+  await t.close();
+  await ghes.close();
+});
 
-describe("responses match GitHub's OpenAPI description", () => {
-  const jwt = () => ({ auth: `Bearer ${validJwt()}` });
+describe("the OpenAPI fixture", () => {
+  it("covers exactly the nine operations the simulator serves, from the pinned source", () => {
+    expect(Object.keys(fixture.operations).sort()).toEqual([...operationIds].sort());
+    expect(fixture.source).toBe("@octokit/openapi@23.0.2");
+  });
+});
 
-  it("covers the nine operations ghat uses", () => {
-    expect(Object.keys(fixture.operations).sort()).toHaveLength(9);
+describe("every answer matches GitHub's OpenAPI description", () => {
+  const jwt = () => ({ auth: t.bearer() });
+  const badJwt = () => ({ auth: t.bearer({ iss: appId, iat: t.nowS() + 100, exp: t.nowS() + 500 }) });
+  const unknownApp = () => ({ auth: t.bearer({ iss: 4040, iat: t.nowS(), exp: t.nowS() + 500 }) });
+
+  it.each<[string, string, () => { auth?: string }]>([
+    ["apps/get-authenticated", "/app", jwt],
+    ["apps/get-authenticated", "/app", badJwt],
+    ["apps/get-authenticated", "/app", unknownApp],
+    ["apps/list-installations", "/app/installations", jwt],
+    ["apps/list-installations", "/app/installations?per_page=1&page=2", jwt],
+    ["apps/list-installations", "/app/installations", () => ({})],
+    ["apps/get-installation", "/app/installations/1", jwt],
+    ["apps/get-installation", "/app/installations/4", jwt],
+    ["apps/get-installation", "/app/installations/999", jwt],
+    ["apps/get-installation", "/app/installations/1", badJwt],
+    ["apps/get-org-installation", "/orgs/acme/installation", jwt],
+    ["apps/get-org-installation", "/orgs/nobody/installation", jwt],
+    ["apps/get-user-installation", "/users/octocat/installation", jwt],
+    ["apps/get-user-installation", "/users/nobody/installation", jwt],
+    ["apps/get-repo-installation", "/repos/acme/app/installation", jwt],
+    ["apps/get-repo-installation", "/repos/octocat/hello/installation", jwt],
+    ["apps/get-repo-installation", "/repos/acme/none/installation", jwt],
+    ["apps/get-repo-installation", "/repositories/21/installation", jwt],
+  ])("%s: GET %s", async (op, path, auth) => {
+    validate(op, await t.call("GET", path, auth()));
   });
 
-  it.each([
-    ["apps/get-authenticated", "/app"],
-    ["apps/list-installations", "/app/installations"],
-    ["apps/get-installation", "/app/installations/1"],
-    ["apps/get-installation", "/app/installations/999"],
-    ["apps/get-org-installation", "/orgs/acme/installation"],
-    ["apps/get-user-installation", "/users/octocat/installation"],
-    ["apps/get-repo-installation", "/repos/acme/app/installation"],
-    ["apps/get-repo-installation", "/repos/acme/none/installation"],
-    ["apps/get-installation", "/api/v3/app/installations/4"],
-  ])("%s (GET %s)", async (op, path) => {
-    validate(op, await call(sim, "GET", path, jwt()));
-  });
-
-  it.each<[string, number, unknown]>([
+  it.each<[string, number, unknown, Record<string, string>?]>([
     ["all permissions", 1, undefined],
-    ["named repositories", 1, { repositories: ["app", "lib"], permissions: { contents: "read" } }],
+    [
+      "named repositories and permissions",
+      1,
+      { repositories: ["app", "lib"], permissions: { contents: "read" } },
+    ],
     ["repository ids", 2, { repository_ids: [21] }],
+    ["the stateless format", 2, undefined, { "x-github-stateless-s2s-token": "enabled" }],
     ["an unknown installation (404)", 99, undefined],
     ["a suspended installation (403)", 4, undefined],
-    ["a permission not granted (422)", 1, { permissions: { administration: "write" } }],
-  ])("apps/create-installation-access-token with %s", async (_case, id, body) => {
-    validate("apps/create-installation-access-token", await mint(sim, id, body));
+    ["a permission not granted (422)", 1, { permissions: { pull_requests: "write" } }],
+    ["a level above the grant (422)", 1, { permissions: { issues: "write" } }],
+    ["a repository not covered (422)", 1, { repositories: ["nope"] }],
+    ["too many repositories (422)", 2, { repository_ids: Array.from({ length: 501 }, (_, i) => i + 1) }],
+    ["a body of the wrong type (400)", 1, { repositories: "app" }],
+  ])("apps/create-installation-access-token with %s", async (_case, id, body, headers) => {
+    validate("apps/create-installation-access-token", await t.mint(id, body, headers));
   });
 
-  it("apps/list-repos-accessible-to-installation and apps/revoke-installation-access-token", async () => {
-    const token = ((await mint(sim, 1, { repositories: ["app"] })).body as { token: string }).token;
-    const list = await call(sim, "GET", "/installation/repositories", { auth: `token ${token}` });
+  it("apps/create-installation-access-token with a bad JWT (401)", async () => {
+    const r = await t.call("POST", "/app/installations/1/access_tokens", {});
+    validate("apps/create-installation-access-token", r);
+  });
+
+  it("the token routes, through success, a spent rate limit, bad credentials and revocation", async () => {
+    const token = await t.token(1, { repositories: ["app"] });
+    const auth = { auth: `token ${token}` };
+    const list = await t.call("GET", "/installation/repositories", auth);
     validate("apps/list-repos-accessible-to-installation", list);
     expect(list.body).toMatchObject({ total_count: 1, repository_selection: "selected" });
-    expect(list.headers.get("x-ratelimit-remaining")).toMatch(/^\d+$/);
     validate(
       "apps/list-repos-accessible-to-installation",
-      await call(sim, "GET", "/installation/repositories", { auth: "token nope" }),
+      await t.call("GET", "/installation/repositories", auth),
     );
-    const revoked = await call(sim, "DELETE", "/installation/token", { auth: `token ${token}` });
+    const spent = await t.call("GET", "/installation/repositories", auth);
+    expect(spent.status).toBe(403);
+    validate("apps/list-repos-accessible-to-installation", spent);
+    validate("apps/revoke-installation-access-token", await t.call("DELETE", "/installation/token", auth));
+    t.clock.advance(60_000);
+    const revoked = await t.call("DELETE", "/installation/token", auth);
     expect(revoked.status).toBe(204);
-    expect(revoked.body).toBeUndefined();
+    validate("apps/revoke-installation-access-token", revoked);
+    validate(
+      "apps/list-repos-accessible-to-installation",
+      await t.call("GET", "/installation/repositories", auth),
+    );
+    validate("apps/revoke-installation-access-token", await t.call("DELETE", "/installation/token", auth));
   });
-});
 
-describe("@octokit/auth-app, unchanged, against the simulator", () => {
-  it("mints a live token", async () => {
-    const auth = createAppAuth({
-      appId,
-      privateKey: keys.privateKeyPkcs1Pem,
-      request: request.defaults({ baseUrl: sim.url }),
+  it("injected faults", async () => {
+    t.sim.faults.add({ route: "*", fault: { kind: "status", status: 503 }, count: 1 });
+    validate("apps/get-authenticated", await t.call("GET", "/app", jwt()));
+    t.sim.faults.add({
+      route: "*",
+      fault: { kind: "secondaryRateLimit", status: 429, retryAfterSeconds: 1 },
+      count: 1,
     });
-    const result = await auth({
-      type: "installation",
-      installationId: 1,
-      permissions: { contents: "read" },
-      refresh: true,
-    });
-    expect(result.token).toMatch(/^ghs_/);
-    expect(sim.checkToken(result.token, "acme/app").live).toBe(true);
-    expect(sim.checkToken(result.token).scope?.permissions).toEqual({ contents: "read" });
+    validate("apps/create-installation-access-token", await t.mint(1));
+    t.sim.faults.add({ route: "*", fault: { kind: "primaryRateLimit" }, count: 1 });
+    validate("apps/create-installation-access-token", await t.mint(1));
+  });
+
+  it("Enterprise Server answers", async () => {
+    const auth = { auth: ghes.bearer() };
+    validate("apps/get-authenticated", await ghes.call("GET", "/api/v3/app", auth));
+    validate("apps/list-installations", await ghes.call("GET", "/api/v3/app/installations", auth));
+    validate("apps/create-installation-access-token", await ghes.mint(1, { repositories: ["app"] }));
   });
 });
