@@ -43,6 +43,14 @@ const schema = z.object({
   terminalRetry: durationString
     .default("15m")
     .describe("Retry interval for errors only GitHub-side changes fix"),
+  workloads: z
+    .enum(["true", "false"])
+    .default("true")
+    .transform((v) => v === "true")
+    .describe("Find workloads reading Secrets via env vars and do opt-in restarts (needs the RBAC)"),
+  restartGap: durationString
+    .default("5s")
+    .describe("At least this long between two workload restarts, operator-wide"),
   githubTimeout: durationString.default("10s").describe("Timeout of one GitHub request"),
   leaderElect: z
     .enum(["true", "false"])
@@ -62,6 +70,7 @@ const schema = z.object({
 export type Config = z.output<typeof schema> & {
   revokeSupersededAfterMs: number;
   terminalRetryMs: number;
+  restartGapMs: number;
   githubTimeoutMs: number;
   leaseDurationMs: number;
   renewDeadlineMs: number;
@@ -105,6 +114,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     ...parsed.data,
     revokeSupersededAfterMs: parseDuration(parsed.data.revokeSupersededAfter.replace(/^0$/, "0s")),
     terminalRetryMs: parseDuration(parsed.data.terminalRetry),
+    restartGapMs: parseDuration(parsed.data.restartGap),
     githubTimeoutMs: parseDuration(parsed.data.githubTimeout),
     leaseDurationMs: parseDuration(parsed.data.leaseDuration),
     renewDeadlineMs: parseDuration(parsed.data.renewDeadline),

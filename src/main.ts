@@ -6,12 +6,14 @@ import { type Config, parseConfig, usage } from "./config.ts";
 import { AppResolver } from "./controller/apps.ts";
 import { Controller } from "./controller/controller.ts";
 import { Reconciler } from "./controller/reconciler.ts";
+import { Rollouts } from "./controller/rollout.ts";
 import { createGateway } from "./github/gateway.ts";
 import { parsePrivateKey } from "./github/privatekey.ts";
 import { startHealthServer } from "./health.ts";
 import { ClusterCache } from "./kube/cache.ts";
 import { KubeClient } from "./kube/kube.ts";
 import { LeaderElector } from "./kube/lease.ts";
+import { KubeWorkloads } from "./kube/workloads.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics, startMetricsServer } from "./metrics.ts";
 
@@ -77,6 +79,19 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
       metrics.rateLimitLimit.set({ installation: String(installationId) }, rl.limit);
     },
   });
+  let elector: LeaderElector | undefined;
+  const rollouts = config.workloads
+    ? new Rollouts({
+        api: new KubeWorkloads(kubeConfig),
+        clock,
+        log,
+        minGapMs: config.restartGapMs,
+        canAct: () => (elector ? elector.leading : true),
+        changed: (keys) => {
+          for (const key of keys) queue.add(key);
+        },
+      })
+    : undefined;
   const reconciler = new Reconciler({
     clock,
     log,
@@ -84,6 +99,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     source: {
       token: (ns, name) => cache.token(ns, name),
       secret: async (ns, name) => cache.managedSecret(ns, name) ?? (await cache.readSecret(ns, name)),
+      holders: (ns, hash, exceptToken) => cache.secretsHolding(ns, hash, exceptToken),
     },
     apps: new AppResolver({
       operatorNamespace: config.operatorNamespace,
@@ -104,6 +120,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
       maxRevokeAttemptsOnDelete: 5,
       terminalRetryMs: config.terminalRetryMs,
     },
+    ...(rollouts ? { delivery: rollouts } : {}),
     hooks: {
       minted: (_key, result) => metrics.refreshes.inc({ result }),
       expiry: (key, expiresAt) => {
@@ -116,7 +133,6 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
   });
   controller.bind(reconciler);
 
-  let elector: LeaderElector | undefined;
   let stopping = false;
   if (config.leaderElect) {
     queue.pause();
@@ -173,6 +189,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
       stopping = true;
       log.info("Stopping ghat");
       await queue.shutdown();
+      rollouts?.stop();
       await elector?.stop();
       await cache.stop();
       await Promise.all(

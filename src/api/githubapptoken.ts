@@ -144,6 +144,36 @@ export const refreshPolicy = z
   });
 export type RefreshPolicy = z.infer<typeof refreshPolicy>;
 
+export const workloadKinds = ["Deployment", "StatefulSet", "DaemonSet"] as const;
+
+export const rollout = z
+  .object({
+    workloads: z
+      .array(
+        z.object({
+          kind: z.enum(workloadKinds).describe("Deployment, StatefulSet or DaemonSet (apps/v1)."),
+          name: z
+            .string()
+            .min(1)
+            .max(253)
+            .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "a workload name")
+            .describe("Name of the workload in this namespace."),
+        }),
+      )
+      .min(1)
+      .max(32)
+      .describe(
+        "Workloads in this namespace to restart (like kubectl rollout restart) after the token changed.",
+      ),
+    stagger: durationString.default("30s").describe("Time between restarting one workload and the next."),
+    minInterval: durationString
+      .default("10m")
+      .describe("A workload is restarted at most once per this interval; a later change waits for it."),
+  })
+  .describe(
+    "Opt-in restarts for workloads that read the token only at start (environment variables). Restarts happen only when the token in the Secrets changed, one workload at a time. Needs the chart's workloads.enabled.",
+  );
+
 export const githubAppTokenSpec = z
   .object({
     appRef,
@@ -175,6 +205,13 @@ export const githubAppTokenSpec = z
         ],
       }),
     refreshPolicy: refreshPolicy.default({ refreshBefore: "20m", minRemainingLifetime: "10m" }),
+    rollout: rollout.optional(),
+    sharing: z
+      .enum(["Namespace", "None"])
+      .default("Namespace")
+      .describe(
+        "Namespace: GitHubAppTokens in this namespace asking for exactly the same scope (App, installation, permissions, repositories) share one minted token, so GitHub sees one mint per scope per lifetime; deleting one of them revokes the token only when no other Secret still holds it. None: this token always gets its own mint and is revoked on its own. Takes effect at the next rotation.",
+      ),
   })
   .describe("A GitHub App installation token kept fresh in Secrets.")
   .meta({
@@ -193,7 +230,9 @@ export const githubAppTokenStatus = z
     conditions: z
       .array(condition)
       .optional()
-      .describe("Ready and, when GitHub granted less than asked, ScopeMatched."),
+      .describe(
+        "Ready; ScopeMatched when GitHub granted less than asked; Delivered when workloads read the Secret through environment variables or a restart failed.",
+      ),
     installationId: z.number().int().optional().describe("The installation the token was minted from.").meta({
       format: "int64",
     }),

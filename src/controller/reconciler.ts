@@ -4,7 +4,8 @@ import { type GitHubAppToken, githubAppToken } from "../api/githubapptoken.ts";
 import { type Condition, parseDuration } from "../api/meta.ts";
 import { permissionProblems } from "../api/permissions.ts";
 import type { Clock } from "../clock.ts";
-import { findCondition, setCondition } from "../core/conditions.ts";
+import { type ConditionInput, findCondition, setCondition } from "../core/conditions.ts";
+import { deliveryCondition } from "../core/delivery.ts";
 import { type ErrorCode, GhatError, toGhatError } from "../core/errors.ts";
 import { formatWarning, OutputError, webHost } from "../core/outputs.ts";
 import {
@@ -15,6 +16,7 @@ import {
   type ObservedSecret,
   plan,
   rfc3339,
+  tokenHash,
 } from "../core/plan.ts";
 import { refreshTime, retryTime, stableJitter } from "../core/schedule.ts";
 import { scopeHash, tokenScope } from "../core/scope.ts";
@@ -22,6 +24,8 @@ import { keyFingerprint } from "../github/privatekey.ts";
 import { finalizer, type KubeWriter } from "../kube/kube.ts";
 import type { Logger } from "../log.ts";
 import type { AppResolver, Endpoint, ResolvedApp } from "./apps.ts";
+import type { Rollouts } from "./rollout.ts";
+import { SharedMints } from "./sharing.ts";
 
 /** What a mint returns, as the reconciler needs it. */
 export interface Minted {
@@ -49,6 +53,11 @@ export interface TokenSource {
   token(namespace: string, name: string): unknown;
   /** A managed Secret from the cache, or, when absent there, from the API server. */
   secret(namespace: string, name: string): Promise<ObservedSecretRaw | undefined>;
+  /**
+   * How many managed Secrets in the namespace, other than those of `exceptToken`, hold the
+   * token with this hash: a shared token is revoked only when this is 0.
+   */
+  holders(namespace: string, tokenHash: string, exceptToken: string): number;
 }
 
 /** A Secret as read from the API server (data base64-encoded). */
@@ -87,11 +96,13 @@ export interface ReconcilerDeps {
   random: () => number;
   options: ReconcilerOptions;
   hooks?: ReconcileHooks;
+  /** Workload delivery (env-var detection, opt-in restarts); absent: no Delivered condition. */
+  delivery?: Pick<Rollouts, "check" | "forget">;
 }
 
 /** Observability hooks (metrics); every one optional. */
 export interface ReconcileHooks {
-  minted?(key: string, result: "success" | ErrorCode): void;
+  minted?(key: string, result: "success" | "shared" | ErrorCode): void;
   expiry?(key: string, expiresAt: number | undefined): void;
   revoked?(result: "success" | "failure"): void;
 }
@@ -119,6 +130,9 @@ export class Reconciler {
   /** Keys waiting out a failure: until when, and the inputs they failed with. */
   readonly #backoff = new Map<string, { until: number; inputs: string }>();
   readonly #revokeAttempts = new Map<string, number>();
+  readonly #shared = new SharedMints();
+  /** The Delivered condition to write for a key, from the last delivery check. */
+  readonly #delivered = new Map<string, Omit<ConditionInput, "type">>();
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
@@ -244,6 +258,8 @@ export class Reconciler {
         throw new GhatError(decision.code, decision.message);
       case "withdraw": {
         for (const held of decision.revoke) {
+          if (this.#heldElsewhere(ns, name, held)) continue;
+          this.#shared.discard(held);
           try {
             if (!endpoint) throw new Error("the App's endpoint is unknown");
             await this.#d.github.revoke(endpoint, held, token.status?.installationId);
@@ -265,26 +281,47 @@ export class Reconciler {
       }
       case "mint": {
         if (!app) throw new GhatError("AppNotFound", "the App is not available");
-        const minted = await this.#d.github.mint(app, token);
-        const now = this.#d.clock.now();
         const policy = token.spec.refreshPolicy;
-        const refreshAt = refreshTime({
-          issuedAt: now,
-          expiresAt: minted.expiresAt,
-          refreshBeforeMs: parseDuration(policy.refreshBefore),
-          minRemainingMs: observed.minRemainingMs,
-          jitter: stableJitter(`${key}/${minted.expiresAt}`),
-        });
+        const refreshAtFor = (issuedAt: number, expiresAt: number) =>
+          refreshTime({
+            issuedAt,
+            expiresAt,
+            refreshBeforeMs: parseDuration(policy.refreshBefore),
+            minRemainingMs: observed.minRemainingMs,
+            jitter: stableJitter(`${key}/${expiresAt}`),
+          });
+        const mintOwn = () => this.#d.github.mint(app, token);
+        const obtained =
+          token.spec.sharing === "None"
+            ? { minted: await mintOwn(), issuedAt: this.#d.clock.now(), reused: false }
+            : await this.#shared.obtain(
+                `${ns}/${observed.scopeHash}`,
+                () => this.#d.clock.now(),
+                // Usable when this token would not have to refresh it yet.
+                (e) =>
+                  refreshAtFor(e.issuedAt, e.minted.expiresAt) > this.#d.clock.now() &&
+                  !decision.superseded.includes(e.minted.token),
+                mintOwn,
+              );
+        const minted = obtained.minted;
+        const refreshAt = refreshAtFor(obtained.issuedAt, minted.expiresAt);
         const withOwner: Observed = {
           ...observed,
           render: { ...observed.render, owner: observed.render.owner ?? minted.owner },
         };
         const current = { token: minted.token, expiresAt: minted.expiresAt, refreshAt };
         await this.#writeSecrets(token, withOwner, desiredSecrets(withOwner, current));
+        await this.#deliver(
+          key,
+          token,
+          minted.token,
+          decision.superseded.some((old) => old !== minted.token),
+          log,
+        );
         for (const old of decision.superseded) {
-          if (old !== minted.token) this.#revokeLater(app, old, token.status?.installationId);
+          if (old !== minted.token) this.#revokeLater(ns, name, app, old, token.status?.installationId);
         }
-        this.#d.hooks?.minted?.(key, "success");
+        this.#d.hooks?.minted?.(key, obtained.reused ? "shared" : "success");
         this.#d.hooks?.expiry?.(key, minted.expiresAt);
         this.#failures.delete(key);
         log.info(
@@ -293,8 +330,9 @@ export class Reconciler {
             expiresAt: iso(minted.expiresAt),
             refreshAt: iso(refreshAt),
             installationId: minted.installationId,
+            ...(obtained.reused ? { shared: true } : {}),
           },
-          "Minted token",
+          obtained.reused ? "Took the token minted for the same scope" : "Minted token",
         );
         await this.#writeStatus(token, observed, current, minted, undefined);
         if (decision.why === "NoToken" || decision.why === "ScopeChanged") {
@@ -314,17 +352,48 @@ export class Reconciler {
       case "write":
         await this.#writeSecrets(token, observed, decision.secrets);
         log.info({ why: decision.why }, "Restored Secrets");
+        await this.#deliver(key, token, decision.current.token, false, log);
         await this.#writeStatus(token, observed, decision.current, undefined, undefined);
         this.#failures.delete(key);
         this.#d.requeueAt(key, decision.current.refreshAt);
         return;
       case "wait":
+        await this.#deliver(key, token, decision.current.token, false, log);
         await this.#writeStatus(token, observed, decision.current, undefined, undefined);
         this.#failures.delete(key);
         this.#d.hooks?.expiry?.(key, decision.current.expiresAt);
         this.#d.requeueAt(key, decision.until);
         return;
     }
+  }
+
+  /** Runs the delivery check and remembers the Delivered condition for the status write. */
+  async #deliver(key: string, token: GitHubAppToken, value: string, changed: boolean, log: Logger) {
+    if (!this.#d.delivery) return;
+    let condition: Omit<ConditionInput, "type"> | undefined;
+    try {
+      const report = await this.#d.delivery.check({
+        key,
+        namespace: token.metadata.namespace ?? "",
+        tokenName: token.metadata.name,
+        generation: token.metadata.generation,
+        secretNames: token.spec.secrets.map((s) => s.name),
+        rollout: token.spec.rollout,
+        tokenHash: tokenHash(value),
+        changed,
+      });
+      condition = deliveryCondition(report);
+    } catch (err) {
+      const e = toGhatError(err);
+      log.warn({ err: e }, "Failed to inspect workloads");
+      condition = {
+        status: "False",
+        reason: "RestartFailed",
+        message: `Could not read workloads: ${e.message}`,
+      };
+    }
+    if (condition) this.#delivered.set(key, condition);
+    else this.#delivered.delete(key);
   }
 
   async #writeSecrets(token: GitHubAppToken, observed: Observed, secrets: ReturnType<typeof desiredSecrets>) {
@@ -404,6 +473,10 @@ export class Reconciler {
         nowIso,
         generation,
       );
+    }
+    const delivered = this.#delivered.get(`${token.metadata.namespace}/${token.metadata.name}`);
+    if (delivered && current && !error) {
+      conditions = setCondition(conditions, { type: "Delivered", ...delivered }, nowIso, generation);
     }
     const failures = error
       ? (this.#failures.get(`${token.metadata.namespace}/${token.metadata.name}`) ?? 0)
@@ -516,7 +589,10 @@ export class Reconciler {
       ...observed,
       scopeHash: ours[0]?.annotations["ghat.dev/scope-hash"] ?? observed.scopeHash,
     });
-    if (held) {
+    if (held && this.#heldElsewhere(ns, name, held.token)) {
+      log.info("Left the token unrevoked: another GitHubAppToken's Secret still holds it (sharing)");
+    } else if (held) {
+      this.#shared.discard(held.token);
       const attempts = (this.#revokeAttempts.get(key) ?? 0) + 1;
       try {
         await this.#d.github.revoke(
@@ -547,10 +623,24 @@ export class Reconciler {
     this.#forget(key);
   }
 
-  #revokeLater(app: ResolvedApp, token: string, installationId: number | undefined): void {
+  /** True when a Secret of another GitHubAppToken in the namespace holds this token. */
+  #heldElsewhere(namespace: string, tokenName: string, token: string): boolean {
+    return this.#d.source.holders(namespace, tokenHash(token), tokenName) > 0;
+  }
+
+  #revokeLater(
+    namespace: string,
+    tokenName: string,
+    app: ResolvedApp,
+    token: string,
+    installationId: number | undefined,
+  ): void {
     const after = this.#d.options.revokeSupersededAfterMs;
     if (after <= 0) return;
     this.#d.clock.setTimer(after, () => {
+      // A sharer still holding it revokes it when it moves on (its own supersede or delete).
+      if (this.#heldElsewhere(namespace, tokenName, token)) return;
+      this.#shared.discard(token);
       this.#d.github.revoke(app, token, installationId).then(
         () => this.#d.hooks?.revoked?.("success"),
         (err: unknown) => {
@@ -584,6 +674,8 @@ export class Reconciler {
 
   #forget(key: string): void {
     this.#failures.delete(key);
+    this.#delivered.delete(key);
+    this.#d.delivery?.forget(key);
     this.#backoff.delete(key);
     this.#revokeAttempts.delete(key);
     this.#d.forget(key);

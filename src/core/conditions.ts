@@ -14,6 +14,14 @@ export const reasons = [
   "Matched",
   /** ScopeMatched=False: GitHub granted less than was asked. */
   "PartiallyGranted",
+  /** Delivered=True: consumers get new tokens (files via the kubelet, listed workloads restarted). */
+  "Delivered",
+  /** Delivered=True: restarts of listed workloads are scheduled or in progress. */
+  "RestartScheduled",
+  /** Delivered=False: a workload reads a Secret through environment variables and goes stale. */
+  "EnvironmentVariables",
+  /** Delivered=False: a listed workload could not be restarted (missing, forbidden, API error). */
+  "RestartFailed",
 ] as const;
 export type Reason = (typeof reasons)[number];
 

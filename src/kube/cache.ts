@@ -7,7 +7,7 @@ import {
 } from "@kubernetes/client-node";
 import { group, version } from "../api/meta.ts";
 import type { Clock } from "../clock.ts";
-import { labels, managedByValue } from "../core/outputs.ts";
+import { annotations, labels, managedByValue } from "../core/outputs.ts";
 import type { Logger } from "../log.ts";
 import { Informer } from "./informer.ts";
 import { call } from "./kube.ts";
@@ -101,6 +101,21 @@ export class ClusterCache {
 
   managedSecret(namespace: string, name: string): Obj | undefined {
     return find(this.#secrets, name, namespace);
+  }
+
+  /** Managed Secrets in a namespace whose ghat.dev/token-hash is `hash`, except those of `exceptToken`. */
+  secretsHolding(namespace: string, hash: string, exceptToken: string): number {
+    let n = 0;
+    for (const informer of this.#secrets) {
+      for (const s of informer.list(namespace)) {
+        if (
+          s.metadata?.annotations?.[annotations.tokenHash] === hash &&
+          s.metadata.labels?.[labels.token] !== exceptToken
+        )
+          n++;
+      }
+    }
+    return n;
   }
 
   /** A Secret not in the managed cache, read from the API server (to detect name conflicts). */

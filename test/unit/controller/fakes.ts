@@ -117,6 +117,7 @@ export function tokenObject(overrides: Partial<GitHubAppToken["spec"]> = {}): Gi
       permissions: { contents: "read" },
       secrets: [{ name: "ci-token", format: "token" }],
       refreshPolicy: { refreshBefore: "20m", minRemainingLifetime: "10m" },
+      sharing: "Namespace",
       ...overrides,
     },
   };
@@ -150,6 +151,13 @@ export function harness(options: { log?: Writable } = {}) {
     source: {
       token: (ns, name) => kube.tokens.get(`${ns}/${name}`),
       secret: async (ns, name) => kube.secrets.get(`${ns}/${name}`),
+      holders: (ns, hash, exceptToken) =>
+        [...kube.secrets.entries()].filter(
+          ([k, s]) =>
+            k.startsWith(`${ns}/`) &&
+            s.metadata.annotations?.["ghat.dev/token-hash"] === hash &&
+            s.metadata.labels?.["ghat.dev/token"] !== exceptToken,
+        ).length,
     },
     apps: new AppResolver({
       operatorNamespace: "ghat-system",
