@@ -11,6 +11,7 @@ import { createGateway } from "./github/gateway.ts";
 import { parsePrivateKey } from "./github/privatekey.ts";
 import { startHealthServer } from "./health.ts";
 import { ClusterCache } from "./kube/cache.ts";
+import { instrument } from "./kube/instrument.ts";
 import { KubeClient } from "./kube/kube.ts";
 import { LeaderElector } from "./kube/lease.ts";
 import { KubeWorkloads } from "./kube/workloads.ts";
@@ -45,6 +46,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
   if (config.kubeconfig) kubeConfig.loadFromFile(config.kubeconfig);
   else kubeConfig.loadFromCluster();
   const metrics = new Metrics();
+  instrument(kubeConfig, (verb, resource) => metrics.kubeRequests.inc({ verb, resource }));
 
   const kube = new KubeClient(kubeConfig, clock);
   let controller: Controller | undefined;

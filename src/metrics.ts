@@ -15,8 +15,14 @@ export class Metrics {
   });
   readonly refreshes = new Counter({
     name: "ghat_token_refreshes_total",
-    help: "Mint attempts by result: success or the error reason.",
+    help: "Mint attempts by result: success, shared (took the token minted for the same scope) or the error reason.",
     labelNames: ["result"],
+    registers: [this.registry],
+  });
+  readonly kubeRequests = new Counter({
+    name: "ghat_kube_requests_total",
+    help: "Requests to the Kubernetes API (watch streams excluded) by verb and resource.",
+    labelNames: ["verb", "resource"],
     registers: [this.registry],
   });
   readonly githubRequests = new Counter({

@@ -118,6 +118,12 @@ describe("leader election, metrics and shutdown with real processes", () => {
     ).toBe(1);
     expect(sample(m, "ghat_reconcile_duration_seconds_count")).toBeGreaterThanOrEqual(2);
     expect(sample(m, "ghat_workqueue_depth")).toBe(0);
+    expect(
+      sample(m, "ghat_kube_requests_total", { verb: "patch", resource: "secrets" }),
+    ).toBeGreaterThanOrEqual(1);
+    expect(sample(m, "ghat_kube_requests_total", { verb: "get", resource: "leases" })).toBeGreaterThanOrEqual(
+      1,
+    );
     expect(sample(m, "ghat_leader")).toBe(1);
 
     // A revocation reports the installation's rate-limit headroom.

@@ -1,0 +1,53 @@
+import {
+  type ApiType,
+  createConfiguration,
+  type KubeConfig,
+  type RequestContext,
+  type ResponseContext,
+  ServerConfiguration,
+} from "@kubernetes/client-node";
+
+/** verb (lowercase HTTP method) and resource ("secrets", "githubapptokens/status", …). */
+export type RequestObserver = (verb: string, resource: string) => void;
+
+const userAgent = "ghat";
+
+/**
+ * Makes every API client built from `kc` report its requests (not watch streams) to
+ * `observe`: ghat_kube_requests_total, and the benchmark's writes-per-rotation figures.
+ * Same construction as KubeConfig.makeApiClient, plus one middleware.
+ */
+export function instrument(kc: KubeConfig, observe: RequestObserver): KubeConfig {
+  kc.makeApiClient = <T extends ApiType>(
+    type: new (config: ReturnType<typeof createConfiguration>) => T,
+  ): T => {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error("No active cluster!");
+    const config = createConfiguration({
+      baseServer: new ServerConfiguration(cluster.server, {}),
+      authMethods: { default: kc },
+      promiseMiddleware: [
+        {
+          pre: async (ctx: RequestContext) => {
+            ctx.setHeaderParam("User-Agent", userAgent);
+            observe(String(ctx.getHttpMethod()).toLowerCase(), resourceOf(ctx.getUrl()));
+            return ctx;
+          },
+          post: async (ctx: ResponseContext) => ctx,
+        },
+      ],
+    });
+    return new type(config);
+  };
+  return kc;
+}
+
+/** The resource (and subresource) of a Kubernetes API URL. */
+export function resourceOf(url: string): string {
+  const path = new URL(url).pathname.split("/").filter(Boolean);
+  // /api/v1/... or /apis/<group>/<version>/...
+  let rest = path[0] === "api" ? path.slice(2) : path.slice(3);
+  if (rest[0] === "namespaces" && rest.length > 2) rest = rest.slice(2);
+  const [resource = "", , sub] = rest;
+  return sub ? `${resource}/${sub}` : resource;
+}
