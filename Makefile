@@ -63,3 +63,15 @@ cluster-down: node_modules ## Stop the local control plane
 .PHONY: sim
 sim: node_modules ## Run the GitHub API simulator in the foreground
 	$(NPM) run sim
+
+.PHONY: bench
+bench: node_modules k8s ## Benchmarks on a fresh control plane; writes bench/results.md (~10 min)
+	$(NPM) run bench
+
+.PHONY: soak
+soak: node_modules k8s ## 30 min of random faults against the real control plane; report in .local/soak.json
+	SOAK_MINUTES=$${SOAK_MINUTES:-30} $(NPM) run soak
+
+.PHONY: kind-e2e
+kind-e2e: node_modules ## With Docker and kind: image, chart and simulator in a kind cluster, then the e2e test of the installed operator (hack/kind-e2e.sh)
+	bash hack/kind-e2e.sh

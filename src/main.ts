@@ -33,7 +33,7 @@ export interface Operator {
 export interface OperatorDeps {
   clock?: Clock;
   log?: Logger;
-  /** Called when the lease is lost (default in `ghat run`: exit so the pod restarts clean). */
+  /** Called when the lease is lost (the operator has stepped down and campaigns again). */
   onLostLeadership?: () => void;
   identity?: string;
 }
@@ -136,8 +136,11 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
   controller.bind(reconciler);
 
   let stopping = false;
+  let ledBefore = false;
+  // Nothing is reconciled before every cache has its first list: a token seen before its
+  // App or key would be reported AppNotFound (a status write and an event) for nothing.
+  queue.pause();
   if (config.leaderElect) {
-    queue.pause();
     elector = new LeaderElector({
       api: kubeConfig.makeApiClient(CoordinationV1Api),
       namespace: config.leaderElectionNamespace ?? config.operatorNamespace,
@@ -150,13 +153,25 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
       retryPeriodMs: config.retryPeriodMs,
       onStartedLeading: () => {
         metrics.leader.set(1);
+        if (ledBefore) {
+          // Another replica may have rotated, revoked or deleted tokens meanwhile: forget what
+          // this one remembers and look at everything again.
+          reconciler.reset();
+          controller.onResync("GitHubAppToken");
+        }
+        ledBefore = true;
         queue.resume();
       },
       onStoppedLeading: () => {
         metrics.leader.set(0);
+        // Step down, not out: an API server restart makes every replica lose its lease, and
+        // exiting would only add restarts. Work in flight finishes; nothing new starts.
         queue.pause();
         // Releasing the lease on a graceful stop is not losing it.
-        if (!stopping) deps.onLostLeadership?.();
+        if (!stopping) {
+          log.warn("Stepped down; campaigning for the lease again");
+          deps.onLostLeadership?.();
+        }
       },
     });
   } else {
@@ -169,7 +184,8 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
   });
   const metricsServer = await startMetricsServer(metrics, config.metricsPort, config.bindAddress);
   await cache.start();
-  elector?.start();
+  if (elector) elector.start();
+  else queue.resume();
   log.info(
     {
       namespaces: config.namespaces.length ? config.namespaces : "all",
@@ -215,12 +231,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.stderr.write(`ghat: ${(err as Error).message}\n`);
     return 2;
   }
-  const operator = await startOperator(config, {
-    onLostLeadership: () => {
-      // Like client-go controllers: a replica that lost its lease exits and restarts clean.
-      process.exit(1);
-    },
-  });
+  const operator = await startOperator(config);
   await new Promise<void>((resolve) => {
     process.once("SIGTERM", resolve);
     process.once("SIGINT", resolve);

@@ -18,7 +18,7 @@ import {
   rfc3339,
   tokenHash,
 } from "../core/plan.ts";
-import { refreshTime, retryTime, stableJitter } from "../core/schedule.ts";
+import { refreshTime, retryCap, retryTime, stableJitter } from "../core/schedule.ts";
 import { scopeHash, tokenScope } from "../core/scope.ts";
 import { keyFingerprint } from "../github/privatekey.ts";
 import { finalizer, type KubeWriter } from "../kube/kube.ts";
@@ -131,11 +131,33 @@ export class Reconciler {
   readonly #backoff = new Map<string, { until: number; inputs: string }>();
   readonly #revokeAttempts = new Map<string, number>();
   readonly #shared = new SharedMints();
+  /** Per key: the status last written and the resourceVersion it was computed from. */
+  readonly #statusWritten = new Map<string, { base: string | undefined; json: string }>();
   /** The Delivered condition to write for a key, from the last delivery check. */
   readonly #delivered = new Map<string, Omit<ConditionInput, "type">>();
+  /**
+   * Per key: the token this process last wrote. When every Secret holding it is gone (deleted
+   * by hand), it is lost to its readers: it is replaced by a fresh one, never handed out again
+   * from the shared cache, and revoked after the grace period like a superseded token.
+   */
+  readonly #issued = new Map<string, string>();
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
+  }
+
+  /**
+   * Forgets everything remembered between reconciles (failures, backoffs, shared tokens,
+   * tokens issued): after a leadership gap another replica may have changed any of it.
+   */
+  reset(): void {
+    this.#failures.clear();
+    this.#backoff.clear();
+    this.#revokeAttempts.clear();
+    this.#shared.clear();
+    this.#statusWritten.clear();
+    this.#delivered.clear();
+    this.#issued.clear();
   }
 
   async reconcile(key: string): Promise<void> {
@@ -161,6 +183,8 @@ export class Reconciler {
       if (resolution.ok) app = resolution.app;
       endpoint = resolution.ok ? resolution.app.spec : resolution.endpoint;
       observed = await this.#observe(token, app, resolution.ok ? undefined : resolution);
+      const issued = this.#issued.get(key);
+      if (issued) observed.known = [issued];
       inputs = inputsOf(token, resolution, observed);
       const waiting = this.#backoff.get(key);
       if (waiting && !observed.deleting && waiting.inputs === inputs && this.#d.clock.now() < waiting.until) {
@@ -291,6 +315,11 @@ export class Reconciler {
             jitter: stableJitter(`${key}/${expiresAt}`),
           });
         const mintOwn = () => this.#d.github.mint(app, token);
+        const lost = this.#issued.get(key);
+        const superseded =
+          lost !== undefined && !decision.superseded.includes(lost)
+            ? [...decision.superseded, lost]
+            : decision.superseded;
         const obtained =
           token.spec.sharing === "None"
             ? { minted: await mintOwn(), issuedAt: this.#d.clock.now(), reused: false }
@@ -300,7 +329,7 @@ export class Reconciler {
                 // Usable when this token would not have to refresh it yet.
                 (e) =>
                   refreshAtFor(e.issuedAt, e.minted.expiresAt) > this.#d.clock.now() &&
-                  !decision.superseded.includes(e.minted.token),
+                  !superseded.includes(e.minted.token),
                 mintOwn,
               );
         const minted = obtained.minted;
@@ -311,14 +340,15 @@ export class Reconciler {
         };
         const current = { token: minted.token, expiresAt: minted.expiresAt, refreshAt };
         await this.#writeSecrets(token, withOwner, desiredSecrets(withOwner, current));
+        this.#issued.set(key, minted.token);
         await this.#deliver(
           key,
           token,
           minted.token,
-          decision.superseded.some((old) => old !== minted.token),
+          superseded.some((old) => old !== minted.token),
           log,
         );
-        for (const old of decision.superseded) {
+        for (const old of superseded) {
           if (old !== minted.token) this.#revokeLater(ns, name, app, old, token.status?.installationId);
         }
         this.#d.hooks?.minted?.(key, obtained.reused ? "shared" : "success");
@@ -505,7 +535,15 @@ export class Reconciler {
       ...(failures > 0 ? { failures } : {}),
     };
     if (sameJson(status, previous)) return;
+    // Our own last write, when the cache has not caught up with it yet (the object is still at
+    // the version that write was based on): writing the same status again would be a no-op
+    // request per rotation.
+    const statusKey = `${token.metadata.namespace}/${token.metadata.name}`;
+    const json = JSON.stringify(sortKeys(status));
+    const last = this.#statusWritten.get(statusKey);
+    if (last && last.base === token.metadata.resourceVersion && last.json === json) return;
     await this.#d.kube.applyTokenStatus(token.metadata.namespace ?? "", token.metadata.name, status);
+    this.#statusWritten.set(statusKey, { base: token.metadata.resourceVersion, json });
     const before = findCondition(previous.conditions, "Ready");
     const after = findCondition(conditions, "Ready");
     if (error && after && (before?.reason !== after.reason || before.status !== after.status)) {
@@ -526,16 +564,21 @@ export class Reconciler {
     this.#failures.set(key, failures);
     this.#d.hooks?.minted?.(key, error.code);
     const now = this.#d.clock.now();
+    const current = observed ? currentToken(observed) : undefined;
+    // While a token is held, retries come faster as it nears its minimum remaining lifetime,
+    // so a refresh lands soon after GitHub answers again (docs/reliability.md).
+    const maxMs = current
+      ? retryCap(current.expiresAt - (observed?.minRemainingMs ?? 0) - now, observed?.minRemainingMs ?? 0)
+      : undefined;
     let retryAt: number | undefined;
     if (error.retryable)
-      retryAt = retryTime({ failures, random: this.#d.random(), retryAt: error.retryAt, now });
+      retryAt = retryTime({ failures, random: this.#d.random(), retryAt: error.retryAt, now, maxMs });
     else if (slowRetry.has(error.code))
       retryAt = Math.max(now + this.#d.options.terminalRetryMs, error.retryAt ?? 0);
     log.warn(
       { code: error.code, status: error.status, failures, retryAt: retryAt && iso(retryAt), err: error },
       "Reconcile failed",
     );
-    const current = observed ? currentToken(observed) : undefined;
     try {
       if (observed)
         await this.#writeStatus(
@@ -547,7 +590,7 @@ export class Reconciler {
         );
     } catch (statusErr) {
       log.warn({ err: statusErr }, "Failed to write status");
-      retryAt ??= retryTime({ failures, random: this.#d.random(), now });
+      retryAt ??= retryTime({ failures, random: this.#d.random(), now, maxMs });
     }
     if (retryAt !== undefined) this.#d.requeueAt(key, retryAt);
     // Without a retry time, only a change of inputs (spec, App, key, Secrets) runs it again.
@@ -674,7 +717,9 @@ export class Reconciler {
 
   #forget(key: string): void {
     this.#failures.delete(key);
+    this.#statusWritten.delete(key);
     this.#delivered.delete(key);
+    this.#issued.delete(key);
     this.#d.delivery?.forget(key);
     this.#backoff.delete(key);
     this.#revokeAttempts.delete(key);

@@ -59,6 +59,11 @@ export class SharedMints {
     }
   }
 
+  /** Forgets every cached token (in-flight mints still complete for their waiters). */
+  clear(): void {
+    this.#entries.clear();
+  }
+
   /** Number of cached scopes (for tests and metrics). */
   get size(): number {
     return this.#entries.size;

@@ -83,12 +83,14 @@ export function toGhatError(err: unknown, fallback: ErrorCode = "KubernetesError
  * Used on every message that leaves the process (status, events, logs).
  */
 export function redact(text: string): string {
-  return text
-    .replace(/-----BEGIN [A-Z ]+-----[\s\S]*?(-----END [A-Z ]+-----|$)/g, "[REDACTED KEY]")
-    .replace(/\b(gh[opusr]_[A-Za-z0-9._]{20,})/g, "[REDACTED TOKEN]")
-    .replace(/\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/g, "[REDACTED JWT]")
-    .replace(
-      /((?:authorization|token|bearer)["']?\s*[:=]?\s*["']?(?:bearer |token )?)[^\s"',}]{8,}/gi,
-      "$1[REDACTED]",
-    );
+  return (
+    text
+      .replace(/-----BEGIN [A-Z ]+-----[\s\S]*?(-----END [A-Z ]+-----|$)/g, "[REDACTED KEY]")
+      .replace(/\b(gh[opusr]_[A-Za-z0-9._]{20,})/g, "[REDACTED TOKEN]")
+      .replace(/\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/g, "[REDACTED JWT]")
+      // Whole words only: "githubapptokens.ghat.dev" is not a token.
+      .replace(/\b(authorization["']?\s*[:=]\s*["']?(?:bearer |token )?)[^\s"',}]{8,}/gi, "$1[REDACTED]")
+      .replace(/\b(token["']?\s*[:=]\s*["']?)[^\s"',}]{8,}/gi, "$1[REDACTED]")
+      .replace(/\b((?:bearer|token) )(?=[^\s"',}]*[0-9_])[^\s"',}]{8,}/gi, "$1[REDACTED]")
+  );
 }

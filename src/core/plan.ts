@@ -26,6 +26,12 @@ export interface ObservedSecret {
 export interface Observed {
   now: number;
   tokenName: string;
+  /**
+   * Tokens this process wrote for this GitHubAppToken (in memory only). A template output
+   * need not contain the raw token; when none can be read back from the Secrets, one of
+   * these whose hash the Secret names is the token it holds.
+   */
+  known?: readonly string[];
   deleting: boolean;
   hasFinalizer: boolean;
   /** Why the spec cannot be acted on, beyond what admission already rejects. */
@@ -179,8 +185,8 @@ export function currentToken(o: Observed): CurrentToken | undefined {
     const refreshAt = Date.parse(s.annotations[annotations.refreshAt] ?? "");
     if (!Number.isFinite(expiresAt) || !Number.isFinite(refreshAt) || expiresAt <= o.now) continue;
     const format = (s.annotations[annotations.format] ?? target.format) as SecretTarget["format"];
-    const token = extractToken(format, target.key, s.data);
-    if (!token || tokenHash(token) !== s.annotations[annotations.tokenHash]) continue;
+    const token = tokenIn(o, s, format, target.key);
+    if (!token) continue;
     if (!best || expiresAt > best.expiresAt) best = { token, expiresAt, refreshAt, source: s.name };
   }
   return best;
@@ -197,10 +203,23 @@ export function heldTokens(o: Observed): string[] {
     if (!s || !isOurs(s, o.tokenName)) continue;
     if (!(Date.parse(s.annotations[annotations.expiresAt] ?? "") > o.now)) continue;
     const format = (s.annotations[annotations.format] ?? target.format) as SecretTarget["format"];
-    const token = extractToken(format, target.key, s.data);
-    if (token && tokenHash(token) === s.annotations[annotations.tokenHash]) out.add(token);
+    const token = tokenIn(o, s, format, target.key);
+    if (token) out.add(token);
   }
   return [...out];
+}
+
+/** The token a Secret holds, checked against its token-hash annotation. */
+function tokenIn(
+  o: Observed,
+  s: ObservedSecret,
+  format: SecretTarget["format"],
+  key: string | undefined,
+): string | undefined {
+  const hash = s.annotations[annotations.tokenHash];
+  const read = extractToken(format, key, s.data);
+  if (read && tokenHash(read) === hash) return read;
+  return o.known?.find((t) => tokenHash(t) === hash);
 }
 
 /** The Secrets every target should hold for `current`. */

@@ -47,11 +47,14 @@ export function stableJitter(seed: string): number {
   return (h >>> 0) / 2 ** 32;
 }
 
+/** The longest retry delay after a failure, whatever the number of failures: 5 min. */
+export const maxRetryMs = 5 * 60_000;
+
 export interface BackoffInput {
   /** Consecutive failures so far, 1 for the first. */
   failures: number;
   baseMs?: number;
-  maxMs?: number;
+  maxMs?: number | undefined;
   /** A number in [0, 1). */
   random: number;
   /** Earliest retry the server asked for (retry-after, x-ratelimit-reset), epoch ms. */
@@ -65,7 +68,7 @@ export interface BackoffInput {
  */
 export function retryTime(input: BackoffInput): number {
   const base = input.baseMs ?? 1_000;
-  const max = input.maxMs ?? 5 * 60_000;
+  const max = input.maxMs ?? maxRetryMs;
   const exp = Math.min(max, base * 2 ** Math.min(30, Math.max(0, input.failures - 1)));
   const delay = exp / 2 + (exp / 2) * clamp01(input.random);
   return Math.max(input.now + Math.round(delay), input.retryAt ?? 0);
@@ -73,4 +76,15 @@ export function retryTime(input: BackoffInput): number {
 
 function clamp01(x: number): number {
   return Math.min(Math.max(x, 0), 0.999999);
+}
+
+/**
+ * The longest retry delay while a token is held: a quarter of the time left before it falls
+ * below its minimum remaining lifetime (`headroomMs`), so retries land before that moment;
+ * never under a tenth of the minimum lifetime (1 s to 60 s), so a token already below it is
+ * retried at a bounded pace, not in a hot loop; never over `maxRetryMs`.
+ */
+export function retryCap(headroomMs: number, minRemainingMs: number): number {
+  const floor = Math.min(60_000, Math.max(1_000, minRemainingMs / 10));
+  return Math.round(Math.max(floor, Math.min(maxRetryMs, headroomMs / 4)));
 }

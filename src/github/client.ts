@@ -204,13 +204,38 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
     });
   }
 
+  /**
+   * JWTs are reused for a minute (they are valid for nine): an RS256 signature costs about a
+   * millisecond of CPU, which adds up in a burst of mints. Any failure drops the cached one.
+   */
+  const jwts = new WeakMap<
+    AppCredentials["key"],
+    { issuer: string | number; offsetMs: number; jwt: string; until: number }
+  >();
+  async function appJwt(app: AppCredentials, issuer: string | number): Promise<string> {
+    const now = clock.now();
+    const cached = jwts.get(app.key);
+    if (
+      cached &&
+      cached.issuer === issuer &&
+      cached.offsetMs === offsetMs &&
+      now < cached.until &&
+      now >= cached.until - 60_000
+    )
+      return cached.jwt;
+    const jwt = await signAppJwt({ key: app.key, issuer, nowMs: now, offsetMs });
+    jwts.set(app.key, { issuer, offsetMs, jwt, until: now + 60_000 });
+    return jwt;
+  }
+
   /** A request authenticated as the App; re-signs once on GitHub's clock after a time-claim 401. */
   async function asApp(app: AppCredentials, call: Call): Promise<Answer> {
     const issuer = issuerOf(app);
     for (let attempt = 0; ; attempt++) {
-      const jwt = await signAppJwt({ key: app.key, issuer, nowMs: clock.now(), offsetMs });
+      const jwt = await appJwt(app, issuer);
       const answer = await send(call, `Bearer ${jwt}`);
       if (answer.status >= 200 && answer.status < 300) return answer;
+      jwts.delete(app.key);
       if (attempt === 0 && isTimeClaimError(answer.status, githubMessage(answer.text).message)) {
         const githubNow = Date.parse(answer.headers.get("date") ?? "");
         if (Number.isFinite(githubNow)) {
@@ -254,7 +279,7 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
       const named = body.repositories !== undefined || body.repository_ids !== undefined;
       return {
         token: t.token,
-        expiresAt: Date.parse(t.expires_at),
+        expiresAt: localExpiry(Date.parse(t.expires_at), answer.headers.get("date"), clock.now()),
         permissions: t.permissions ?? {},
         repositorySelection: t.repository_selection ?? (named ? "selected" : "all"),
         ...(t.repositories
@@ -353,6 +378,20 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
 }
 
 /** The JWT's `iss`: the numeric App id when known (Enterprise Server < 3.14 takes only that), else the client id. */
+/**
+ * expires_at is on GitHub's clock. When GitHub's clock is ahead of ours (its Date header),
+ * the token dies earlier on ours: move the expiry back by the difference, so refresh and
+ * the minimum remaining lifetime hold under clock skew. When GitHub is behind, keep its
+ * value (refreshing a little early is harmless). Whole seconds, like GitHub's.
+ */
+export function localExpiry(expiresAt: number, dateHeader: string | null, nowMs: number): number {
+  const githubNow = Date.parse(dateHeader ?? "");
+  if (!Number.isFinite(githubNow)) return expiresAt;
+  // The Date header is truncated to the second: GitHub's true time is up to 1 s later.
+  const aheadMs = githubNow + 1_000 - nowMs;
+  return aheadMs > 1_000 ? Math.floor((expiresAt - aheadMs) / 1_000) * 1_000 : expiresAt;
+}
+
 function issuerOf(app: AppCredentials): string | number {
   if (app.appId !== undefined) return positiveId(app.appId, "App id");
   const clientId = app.clientId?.trim();

@@ -155,6 +155,20 @@ export class ClusterCache {
     return informer.get(name, namespace)?.data;
   }
 
+  /** A deleted namespace's key-Secret watches would otherwise fail and restart for ever. */
+  #forgetNamespace(namespace: string): void {
+    for (const [id, informer] of this.#keySecrets) {
+      if (!id.startsWith(`${namespace}/`)) continue;
+      this.#keySecrets.delete(id);
+      void informer.stop();
+    }
+  }
+
+  /** Key-Secret watches open now (for tests and metrics). */
+  get keySecretWatches(): number {
+    return this.#keySecrets.size;
+  }
+
   #all(): Informer<Obj>[] {
     return [
       ...this.#tokens,
@@ -192,7 +206,10 @@ export class ClusterCache {
       ...selectors,
       clock: this.#o.clock,
       log: this.#o.log,
-      onChange: (obj, event) => this.#o.onChange(kind, obj, event),
+      onChange: (obj, event) => {
+        if (kind === "Namespace" && event === "delete") this.#forgetNamespace(obj.metadata?.name ?? "");
+        this.#o.onChange(kind, obj, event);
+      },
       onResync: () => this.#o.onResync?.(kind),
     });
   }

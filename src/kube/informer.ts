@@ -44,6 +44,7 @@ export class Informer<T extends KubernetesObject> {
       new Watch(options.kubeConfig),
       async () => {
         const list = await options.list();
+        for (const item of list.items) trim(item);
         this.#failures = 0;
         // ListWatch fills its cache right after this promise settles; setImmediate runs after that.
         setImmediate(() => {
@@ -56,8 +57,9 @@ export class Informer<T extends KubernetesObject> {
       options.labelSelector,
       options.fieldSelector,
     );
-    this.#lw.on("add", (o) => options.onChange(o, "add"));
-    this.#lw.on("update", (o) => options.onChange(o, "update"));
+    // The cache holds the very objects these handlers get: trimming here trims the cache.
+    this.#lw.on("add", (o) => options.onChange(trim(o), "add"));
+    this.#lw.on("update", (o) => options.onChange(trim(o), "update"));
     this.#lw.on("delete", (o) => options.onChange(o, "delete"));
     this.#lw.on("error", (err) => this.#restart(err));
   }
@@ -123,4 +125,13 @@ export class Informer<T extends KubernetesObject> {
       this.#lw.start().catch((e: unknown) => this.#restart(e));
     });
   }
+}
+
+/**
+ * Drops metadata.managedFields, which ghat never reads and which is often the largest part
+ * of an object (controller-runtime's caches do the same with a transform).
+ */
+function trim<T extends KubernetesObject>(o: T): T {
+  if (o.metadata?.managedFields) delete o.metadata.managedFields;
+  return o;
 }

@@ -63,6 +63,8 @@ export interface Simulator {
   faults: Faults;
   counts(): Counts;
   resetCounts(): void;
+  /** GitHub requests received and not answered yet (waiting out a latency fault, say). */
+  inflight(): number;
   /** Tokens GitHub would accept now, with their scope. */
   liveTokens(): TokenScope[];
   /** Would GitHub accept `token` now (for `owner/repo`, when given)? */
@@ -109,6 +111,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     log: options.log,
   };
 
+  let inflight = 0;
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://sim");
     const git = options.gitRoot !== undefined && isGitRequest(url.pathname);
@@ -134,13 +137,14 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       return;
     }
     const path = url.pathname.replace(/^\/api\/v3(?=\/|$)/, "") || "/";
+    inflight++;
     const { reply, concerned } = await answerGitHub(ctx, {
       method,
       path,
       query: url.searchParams,
       headers: req.headers,
       body,
-    });
+    }).finally(() => inflight--);
     const status = reply.kind === "reset" ? 0 : reply.status;
     ctx.counter.record({ ...concerned, status });
     ctx.log?.debug({ method, route: concerned.route, status }, "Answered GitHub request");
@@ -191,6 +195,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     faults: ctx.faults,
     counts: () => ctx.counter.snapshot(),
     resetCounts: () => ctx.counter.reset(),
+    inflight: () => inflight,
     liveTokens: () => liveTokens(ctx),
     checkToken: (token, repository) => ctx.state.checkToken(token, repository, ctx.now()),
     setClockOffset: (ms) => ctx.setClockOffset(ms),

@@ -133,6 +133,16 @@ describe("GitHubAppToken on a real API server", () => {
     expect(github.sim.checkToken((await kube.secretValue(ns, "solo-token")) ?? "").live).toBe(true);
   });
 
+  it("a deleted namespace closes the watch on its App's key Secret", async () => {
+    const ns = await setup("keywatch");
+    await apply(ns, tokenYaml("kw", {}));
+    await waitReady(ns, "kw");
+    const watches = op.operator.cache.keySecretWatches;
+    expect(watches).toBeGreaterThan(0);
+    expect((await kubectl(["delete", "namespace", ns, "--timeout=60s"])).code).toBe(0);
+    await expect.poll(() => op.operator.cache.keySecretWatches, { timeout: 15_000 }).toBe(watches - 1);
+  });
+
   it("a spec change re-mints at once and revokes the superseded token after the grace period", async () => {
     const ns = await setup("change");
     await apply(ns, tokenYaml("edit", {}));

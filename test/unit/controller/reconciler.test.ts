@@ -132,6 +132,76 @@ describe("Reconciler", () => {
     });
   });
 
+  it("replaces a token whose only Secret was deleted, never hands it out again, and revokes it after the grace", async () => {
+    const { kube, github, reconciler, clock } = harness();
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    kube.secrets.delete("team/ci-token");
+    await reconciler.reconcile(key);
+    // The shared cache still knows the first token: it must not come back into the Secret.
+    expect(github.minted).toHaveLength(2);
+    expect(kube.secretData("team", "ci-token")).toEqual({ token: github.minted[1] });
+    clock.advance(60_000);
+    expect(github.revoked).toEqual([github.minted[0]]);
+  });
+
+  it("does not mint again for a template that holds the token only encoded (no hot loop)", async () => {
+    const { kube, github, reconciler } = harness();
+    kube.tokens.set(
+      key,
+      tokenObject({
+        secrets: [
+          {
+            name: "ci-token",
+            format: "template",
+            template: { data: { auth: "{{ token | base64 }}" } },
+          } as GitHubAppToken["spec"]["secrets"][number],
+        ],
+      }),
+    );
+    await reconciler.reconcile(key);
+    await reconciler.reconcile(key);
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(1);
+    expect(kube.secretData("team", "ci-token")).toEqual({
+      auth: Buffer.from(github.minted[0] ?? "").toString("base64"),
+    });
+  });
+
+  it("caps the backoff so retries land before the token falls below its minimum lifetime", async () => {
+    const { kube, github, reconciler, requeues, clock } = harness();
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    const expiresAt = Date.parse(kube.tokens.get(key)?.status?.expiresAt ?? "");
+    clock.advance((requeues.get(key) ?? 0) - clock.now());
+    // Minimum lifetime 10 min (the default): however many failures, every retry lands
+    // before expiresAt - 10 min while that is ahead.
+    const below = expiresAt - 10 * 60_000;
+    for (let failures = 0; below - clock.now() > 4 * 60_000; failures++) {
+      github.failNext.push(new GhatError("GitHubUnavailable", "GitHub answered 503", { status: 503 }));
+      await reconciler.reconcile(key);
+      const retryAt = requeues.get(key) ?? 0;
+      expect(retryAt, `after ${failures + 1} failures`).toBeLessThan(below);
+      clock.advance(retryAt - clock.now());
+    }
+    expect(github.minted).toHaveLength(1);
+  });
+
+  it("forgets what it remembers on reset (a new leadership term) and re-reads everything", async () => {
+    const { kube, github, reconciler, requeues, clock } = harness();
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    clock.advance((requeues.get(key) ?? 0) - clock.now());
+    github.failNext.push(new GhatError("GitHubUnavailable", "GitHub answered 503", { status: 503 }));
+    await reconciler.reconcile(key);
+    // In backoff: an unchanged reconcile waits. After reset it tries at once.
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(1);
+    reconciler.reset();
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(2);
+  });
+
   it("re-mints at once when the spec's scope changes, and revokes the old token after the grace", async () => {
     const { kube, github, reconciler, clock } = harness();
     kube.tokens.set(key, tokenObject());

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { jitterFraction, refreshTime, retryTime, stableJitter } from "../../../src/core/schedule.ts";
+import {
+  jitterFraction,
+  maxRetryMs,
+  refreshTime,
+  retryCap,
+  retryTime,
+  stableJitter,
+} from "../../../src/core/schedule.ts";
 
 const min = 60_000;
 const t0 = Date.parse("2026-11-24T12:00:00Z");
@@ -66,5 +73,31 @@ describe("retryTime", () => {
 
   it("never retries before the time GitHub asked for", () => {
     expect(retryTime({ failures: 1, random: 0, now: t0, retryAt: t0 + 90_000 })).toBe(t0 + 90_000);
+  });
+});
+
+describe("retryCap", () => {
+  const min = 10 * 60_000;
+
+  it("is the usual 5 min cap while the token is far from its minimum lifetime", () => {
+    expect(retryCap(40 * 60_000, min)).toBe(maxRetryMs);
+  });
+
+  it("lands every retry before the token falls below its minimum: a quarter of the headroom", () => {
+    expect(retryCap(8 * 60_000, min)).toBe(2 * 60_000);
+    // However many failures came before, each retry lands before the headroom runs out.
+    let now = t0;
+    const below = t0 + 9 * 60_000;
+    for (let failures = 1; below - now > 4 * 60_000; failures++) {
+      const next = retryTime({ failures, random: 0.999, now, maxMs: retryCap(below - now, min) });
+      expect(next).toBeLessThan(below);
+      now = next;
+    }
+  });
+
+  it("keeps a floor of a tenth of the minimum lifetime (1 s to 60 s) once below it: no hot loop", () => {
+    expect(retryCap(-5_000, min)).toBe(60_000);
+    expect(retryCap(0, 4_000)).toBe(1_000);
+    expect(retryCap(-1, 5 * 60 * 60_000)).toBe(60_000);
   });
 });
