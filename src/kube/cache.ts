@@ -41,6 +41,8 @@ export class ClusterCache {
   readonly #secrets: Informer<Obj>[] = [];
   readonly #namespaces: Informer<Obj>;
   readonly #keySecrets = new Map<string, Informer<Obj>>();
+  /** Namespaces whose delete event was seen (until one of that name is added again). */
+  readonly #deletedNamespaces = new Set<string>();
   #started = false;
 
   constructor(options: CacheOptions) {
@@ -138,6 +140,8 @@ export class ClusterCache {
   async keySecret(namespace: string, name: string): Promise<Record<string, string> | undefined> {
     const id = `${namespace}/${name}`;
     let informer = this.#keySecrets.get(id);
+    // A namespace seen deleted (a late reconcile of its tokens) gets no new watch.
+    if (!informer && this.#deletedNamespaces.has(namespace)) return undefined;
     if (!informer) {
       informer = this.#informer(
         "KeySecret",
@@ -157,6 +161,7 @@ export class ClusterCache {
 
   /** A deleted namespace's key-Secret watches would otherwise fail and restart for ever. */
   #forgetNamespace(namespace: string): void {
+    this.#deletedNamespaces.add(namespace);
     for (const [id, informer] of this.#keySecrets) {
       if (!id.startsWith(`${namespace}/`)) continue;
       this.#keySecrets.delete(id);
@@ -164,9 +169,10 @@ export class ClusterCache {
     }
   }
 
-  /** Key-Secret watches open now (for tests and metrics). */
-  get keySecretWatches(): number {
-    return this.#keySecrets.size;
+  /** Key-Secret watches open now, in one namespace or in all (for tests and metrics). */
+  keySecretWatches(namespace?: string): number {
+    if (namespace === undefined) return this.#keySecrets.size;
+    return [...this.#keySecrets.keys()].filter((id) => id.startsWith(`${namespace}/`)).length;
   }
 
   #all(): Informer<Obj>[] {
@@ -207,7 +213,11 @@ export class ClusterCache {
       clock: this.#o.clock,
       log: this.#o.log,
       onChange: (obj, event) => {
-        if (kind === "Namespace" && event === "delete") this.#forgetNamespace(obj.metadata?.name ?? "");
+        if (kind === "Namespace") {
+          const name = obj.metadata?.name ?? "";
+          if (event === "delete") this.#forgetNamespace(name);
+          else this.#deletedNamespaces.delete(name);
+        }
         this.#o.onChange(kind, obj, event);
       },
       onResync: () => this.#o.onResync?.(kind),

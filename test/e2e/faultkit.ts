@@ -25,6 +25,9 @@ export class Monitor {
   readonly #remaining = new Map<string, number>();
   readonly #tokens = new Map<string, string>();
   readonly #written = new Set<string>();
+  /** Secret → the uid it had when the test deleted it; quiet until one with another uid is read. */
+  readonly #handDeleted = new Map<string, string | undefined>();
+  readonly #uids = new Map<string, string | undefined>();
   /** Secret → the token it held when GitHub came back, still owed a refresh. */
   #owed = new Map<string, string>();
   #githubAnswers = true;
@@ -77,7 +80,7 @@ export class Monitor {
 
   /** The test deletes this Secret itself: its absence is not a violation until it is back. */
   deletedByHand(secret: string): void {
-    this.#written.delete(secret);
+    this.#handDeleted.set(secret, this.#uids.get(secret));
   }
 
   /** Secrets still waiting for their refresh after GitHub came back. */
@@ -106,9 +109,16 @@ export class Monitor {
     } catch (err) {
       // Not there, or the API server is down: only a Secret that was written and then
       // vanished while the API server answers is a violation.
-      if ((err as { code?: number }).code === 404 && this.#written.has(name))
+      if ((err as { code?: number }).code === 404 && this.#written.has(name) && !this.#handDeleted.has(name))
         this.#violation(`${name}: Secret disappeared`);
       return;
+    }
+    const uid = secret.metadata?.uid;
+    this.#uids.set(name, uid);
+    // A read that began before the test's delete still shows the old Secret.
+    if (this.#handDeleted.has(name)) {
+      if (this.#handDeleted.get(name) === uid) return;
+      this.#handDeleted.delete(name);
     }
     const token = Buffer.from(secret.data?.token ?? "", "base64").toString("utf8");
     this.samples.set(name, (this.samples.get(name) ?? 0) + 1);

@@ -15,7 +15,7 @@ import {
   startGitHub,
   tokenYaml,
 } from "./operator.ts";
-import { OperatorProcess } from "./processes.ts";
+import { killAll, localFlags, OperatorProcess } from "./processes.ts";
 
 /**
  * The fault matrix (docs/reliability.md): every fault GitHub or Kubernetes can throw at ghat,
@@ -47,8 +47,7 @@ describe("fault matrix", () => {
   const figures: Record<string, unknown>[] = [];
 
   const flags = (kubeconfig: string) => [
-    "--kubeconfig",
-    kubeconfig,
+    ...localFlags(kubeconfig),
     "--operator-namespace",
     opNs,
     "--leader-elect",
@@ -59,12 +58,6 @@ describe("fault matrix", () => {
     "6s",
     "--retry-period",
     "1s",
-    "--health-port",
-    "0",
-    "--metrics-port",
-    "0",
-    "--bind-address",
-    "127.0.0.1",
     "--revoke-superseded-after",
     "3s",
     "--github-timeout",
@@ -91,8 +84,7 @@ describe("fault matrix", () => {
     op = startOperator();
   });
   afterAll(async () => {
-    for (const p of procs) p.kill("SIGKILL");
-    await Promise.all(procs.map((p) => p.exited));
+    await killAll(procs);
     await proxy?.close();
     await github?.sim.close();
     mkdirSync(".local", { recursive: true });

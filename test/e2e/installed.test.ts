@@ -7,7 +7,7 @@ import { stringify } from "yaml";
 import { installedAppId as appId, installedSeed } from "../../hack/kind/seed.ts";
 import { generateAppKeyPair } from "../../src/sim/keys.ts";
 import { kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
-import { OperatorProcess } from "./processes.ts";
+import { localFlags, OperatorProcess } from "./processes.ts";
 
 /**
  * ghat as a user installs it, seen only through kubectl and the simulator's admin endpoint:
@@ -52,18 +52,7 @@ async function localTarget(): Promise<Target> {
     sim.once("exit", (code) => reject(new Error(`ghat sim exited with ${String(code)}`)));
   });
   // What the chart's Deployment runs, pointed at this control plane.
-  const operator = new OperatorProcess([
-    "--kubeconfig",
-    kubeconfigPath(),
-    "--namespaces",
-    namespace,
-    "--health-port",
-    "0",
-    "--metrics-port",
-    "0",
-    "--bind-address",
-    "127.0.0.1",
-  ]);
+  const operator = new OperatorProcess([...localFlags(kubeconfigPath()), "--namespaces", namespace]);
   return {
     namespace,
     adminUrl: url,

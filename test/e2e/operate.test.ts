@@ -10,7 +10,7 @@ import {
   startGitHub,
   tokenYaml,
 } from "./operator.ts";
-import { OperatorProcess, sample } from "./processes.ts";
+import { localFlags, OperatorProcess, sample } from "./processes.ts";
 
 /**
  * Two operator processes with leader election on a Lease, as two replicas of the Deployment:
@@ -24,17 +24,10 @@ describe("leader election, metrics and shutdown with real processes", () => {
   const leaseMs = 4_000;
   const start = () => {
     const p = new OperatorProcess([
-      "--kubeconfig",
-      kubeconfigPath(),
+      ...localFlags(kubeconfigPath()),
       "--operator-namespace",
       opNs,
       ...fastLeaderElection,
-      "--health-port",
-      "0",
-      "--metrics-port",
-      "0",
-      "--bind-address",
-      "127.0.0.1",
       "--revoke-superseded-after",
       "1s",
     ]);

@@ -7,6 +7,7 @@ import { createLogger } from "../../src/log.ts";
 import { type Operator, startOperator } from "../../src/main.ts";
 import { generateAppKeyPair } from "../../src/sim/keys.ts";
 import { type Simulator, startSimulator } from "../../src/sim/simulator.ts";
+import { localFlags } from "./processes.ts";
 
 /** Every log line every operator wrote during the run, for the secret-leak scan. */
 export const allLogs: string[] = [];
@@ -28,20 +29,7 @@ export async function runOperator(kubeconfig: string, flags: string[] = []): Pro
       cb();
     },
   });
-  const config = parseConfig(
-    [
-      "--kubeconfig",
-      kubeconfig,
-      "--health-port",
-      "0",
-      "--metrics-port",
-      "0",
-      "--bind-address",
-      "127.0.0.1",
-      ...flags,
-    ],
-    {},
-  );
+  const config = parseConfig([...localFlags(kubeconfig), ...flags], {});
   const operator = await startOperator(config, { log: createLogger({ level: "debug", destination: sink }) });
   return { operator, logs, stop: () => operator.stop() };
 }

@@ -3,6 +3,26 @@ import { expect } from "vitest";
 
 const mainTs = new URL("../../src/main.ts", import.meta.url).pathname;
 
+/** Flags every test operator needs: its kubeconfig, and health and metrics on free loopback ports. */
+export function localFlags(kubeconfig: string): string[] {
+  return [
+    "--kubeconfig",
+    kubeconfig,
+    "--health-port",
+    "0",
+    "--metrics-port",
+    "0",
+    "--bind-address",
+    "127.0.0.1",
+  ];
+}
+
+/** SIGKILLs every process and waits for them to exit. */
+export async function killAll(procs: OperatorProcess[]): Promise<void> {
+  for (const p of procs) p.kill("SIGKILL");
+  await Promise.all(procs.map((p) => p.exited));
+}
+
 /** An operator in its own process, as it runs in a pod: `node src/main.ts [flags]`. */
 export class OperatorProcess {
   readonly proc: ChildProcess;

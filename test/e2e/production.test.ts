@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
 import { Kube, startGitHub, tokenYaml } from "./operator.ts";
-import { OperatorProcess } from "./processes.ts";
+import { localFlags, OperatorProcess } from "./processes.ts";
 
 const run = promisify(execFile);
 const root = new URL("../../", import.meta.url).pathname;
@@ -58,18 +58,7 @@ describe("the production install", () => {
       baseUrl: github.sim.url,
     });
     op = new OperatorProcess(
-      [
-        "--kubeconfig",
-        kubeconfigPath(),
-        "--namespaces",
-        ns,
-        "--health-port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--bind-address",
-        "127.0.0.1",
-      ],
+      [...localFlags(kubeconfigPath()), "--namespaces", ns],
       join(dir, "dist/main.js"),
       dir,
     );

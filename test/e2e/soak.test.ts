@@ -4,7 +4,7 @@ import type { FaultRule } from "../../src/sim/faults.ts";
 import { kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
 import { Monitor, recovered, TcpProxy } from "./faultkit.ts";
 import { Kube, leaks, namespaceWithApp, startGitHub, tokenYaml } from "./operator.ts";
-import { OperatorProcess } from "./processes.ts";
+import { killAll, localFlags, OperatorProcess } from "./processes.ts";
 
 /**
  * Soak: tokens rotating under random faults for SOAK_MINUTES (CI: 1.5; `make soak`: 30).
@@ -91,16 +91,9 @@ describe(`soak: ${minutes} min of random faults (seed ${seed})`, () => {
   const procs: OperatorProcess[] = [];
   const start = () => {
     const p = new OperatorProcess([
-      "--kubeconfig",
-      opKubeconfig,
+      ...localFlags(opKubeconfig),
       "--operator-namespace",
       opNs,
-      "--health-port",
-      "0",
-      "--metrics-port",
-      "0",
-      "--bind-address",
-      "127.0.0.1",
       "--revoke-superseded-after",
       "3s",
       "--github-timeout",
@@ -119,8 +112,7 @@ describe(`soak: ${minutes} min of random faults (seed ${seed})`, () => {
     op = start();
   });
   afterAll(async () => {
-    for (const p of procs) p.kill("SIGKILL");
-    await Promise.all(procs.map((p) => p.exited));
+    await killAll(procs);
     await proxy?.close();
     await github?.sim.close();
   });
