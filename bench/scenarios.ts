@@ -200,7 +200,13 @@ export async function steady(
     const windowS = (Date.now() - t0) / 1000;
     // A mint in flight has not reached its Secret yet: let the counts settle (bounded).
     await settle(() => mints(gh.sim) === obs.tokenHashes.size);
-    const writes = diff(writesOf(await op.metrics()), writesBefore);
+    // Nor has a write in flight reached the watch: settle until the operator's count of
+    // write requests matches what the watch saw, or 10 s (what remains is a real extra).
+    let writes = diff(writesOf(await op.metrics()), writesBefore);
+    for (let i = 0; i < 20 && total(writes) !== obs.secretRotations + obs.statusRotations; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      writes = diff(writesOf(await op.metrics()), writesBefore);
+    }
     const minted = mints(gh.sim) - mintsBefore;
     const rotations = obs.secretRotations;
     const everMinted = mints(gh.sim);

@@ -64,11 +64,14 @@ type CreateDispatcher = (cluster: unknown, agentOptions: unknown) => { close(): 
  * This keeps one dispatcher per distinct TLS configuration (a rotated client certificate
  * gets a new one; the old one is closed once its requests finish).
  */
-export function shareConnections(kc: KubeConfig): void {
+export function shareConnections(kc: KubeConfig, recheckMs = 10_000, now: () => number = Date.now): void {
   const target = kc as unknown as { createDispatcher: CreateDispatcher };
   const original = target.createDispatcher.bind(kc);
-  let current: { key: string; dispatcher: ReturnType<CreateDispatcher> } | undefined;
+  let current: { key: string; dispatcher: ReturnType<CreateDispatcher>; checkedAt: number } | undefined;
   target.createDispatcher = (cluster, agentOptions) => {
+    // Comparing TLS options costs a serialization and a hash of the certificates: done at
+    // most every `recheckMs` (a rotated certificate is picked up within that), not per request.
+    if (current && now() - current.checkedAt < recheckMs) return current.dispatcher;
     const options = kc.createDispatcherOptions(
       cluster as Parameters<KubeConfig["createDispatcherOptions"]>[0],
       agentOptions as Parameters<KubeConfig["createDispatcherOptions"]>[1],
@@ -76,8 +79,10 @@ export function shareConnections(kc: KubeConfig): void {
     const key = createHash("sha256").update(JSON.stringify(options)).digest("hex");
     if (current?.key !== key) {
       const old = current?.dispatcher;
-      current = { key, dispatcher: original(cluster, agentOptions) };
+      current = { key, dispatcher: original(cluster, agentOptions), checkedAt: now() };
       old?.close().catch(() => undefined);
+    } else {
+      current.checkedAt = now();
     }
     return current.dispatcher;
   };
