@@ -68,7 +68,7 @@ export function parseTemplate(source: string): Part[] {
     const pipes = segments.slice(1).map((seg) => {
       const m = seg.match(/^([a-z0-9]+)(?:\s+"([^"]*)")?$/);
       const filter = m?.[1];
-      if (!m || filter === undefined || !(filter in filters)) {
+      if (!m || filter === undefined || !Object.hasOwn(filters, filter)) {
         throw new TemplateError(
           `unknown filter "${seg.slice(0, 40)}" (known: ${Object.keys(filters).join(", ")})`,
           source,

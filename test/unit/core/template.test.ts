@@ -37,6 +37,10 @@ describe("renderTemplate", () => {
     ["{{ token | exec }}", 'unknown filter "exec"', 1, 12],
     ["{{ constructor }}", 'unknown variable "constructor"', 1, 4],
     ["{{ __proto__ }}", "unknown variable", 1, 4],
+    // Found by the hostile-input suite: inherited properties are not filters.
+    ["{{ token | constructor }}", 'unknown filter "constructor"', 1, 12],
+    ["{{ token | toString }}", 'unknown filter "toString"', 1, 12],
+    ["{{ token | __proto__ }}", 'unknown filter "__proto__"', 1, 12],
   ])("rejects %j with its position", (source, message, line, column) => {
     try {
       renderTemplate(source, values);
