@@ -11,6 +11,8 @@
 #                          API server or etcd fail there by design)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Node 24 from the `node` package first (vitest 5 needs Node >= 22), as npm scripts do.
+export PATH="$PWD/node_modules/.bin:$PATH"
 cluster=${KIND_CLUSTER:-ghat-e2e}
 suite=${SUITE:-installed}
 image=ghat:e2e
@@ -34,7 +36,7 @@ kind load docker-image "$image" --name "$cluster"
 echo "--- simulator in the cluster (the same image: ghat sim)"
 openssl genrsa -traditional -out "$work/app.pem" 2048 2>/dev/null || openssl genrsa -out "$work/app.pem" 2048
 openssl rsa -in "$work/app.pem" -pubout -out "$work/app.pub" 2>/dev/null
-node_modules/.bin/node hack/kind/seed.ts "$work/app.pub" >"$work/seed.json"
+node hack/kind/seed.ts "$work/app.pub" >"$work/seed.json"
 kubectl create namespace ghat-sim --dry-run=client -o yaml | kubectl apply -f -
 kubectl -n ghat-sim create configmap ghat-sim-seed --from-file=seed.json="$work/seed.json" --dry-run=client -o yaml | kubectl apply -f -
 sed "s|IMAGE|$image|" hack/kind/simulator.yaml | kubectl apply -f -
