@@ -112,6 +112,9 @@ describe(`soak: ${minutes} min of random faults (seed ${seed})`, () => {
     op = start();
   });
   afterAll(async () => {
+    // For diagnosing a violation: every operator's log lines (tokens never appear in them).
+    mkdirSync(".local", { recursive: true });
+    writeFileSync(".local/soak-operator.log", procs.flatMap((p) => p.lines).join("\n"));
     await killAll(procs);
     await proxy?.close();
     await github?.sim.close();
