@@ -1254,7 +1254,8 @@ export const edit: fc.Arbitrary<Edit> = fc.oneof(
     .map((value): Edit => ({ op: "garbageValue", value })),
   fc
     .tuple(dataKey, unicode(20))
-    .map(([key, value]): Edit => ({ op: "addDataKey", key: `extra${key}`, value })),
+    // A Secret data key is at most 253 characters: the prefix must not push a legal key past it.
+    .map(([key, value]): Edit => ({ op: "addDataKey", key: `extra${key}`.slice(0, 253), value })),
   fc.constantFrom(...ghatAnnotations).map((key): Edit => ({ op: "removeAnnotation", key })),
   fc.constant<Edit>({ op: "removeAllAnnotations" }),
   fc

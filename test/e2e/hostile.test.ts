@@ -625,8 +625,11 @@ describe("hostile input", () => {
             outcome = { deleted: false, foreign, version: written.metadata?.resourceVersion };
             break;
           } catch (err) {
-            // ghat may restore the Secret between our read and write: read it again.
-            if (attempt > 5) throw err;
+            // ghat may restore the Secret between our read and write: read it again. Anything
+            // but that conflict is a bad edit of the test's own making: name it.
+            const code = (err as { code?: number }).code;
+            if (code !== 409 || attempt > 5)
+              throw new Error(`${what}: the hand edit was refused (${code}): ${err}`);
           }
         }
       }
