@@ -1,7 +1,22 @@
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 
-// Two projects: "unit" needs nothing but Node; "cluster" shares one real control plane
-// (kube-apiserver, etcd, kube-controller-manager) started once by the global setup.
+// Files that restart the API server or etcd: they would break whatever else runs against the
+// same control plane at that moment, so they get one of their own.
+const disruptive = ["test/e2e/faults.test.ts", "test/integration/controlplane.test.ts"];
+
+const onControlPlane = {
+  globalSetup: ["test/setup/controlplane.ts"],
+  testTimeout: 120_000,
+  hookTimeout: 180_000,
+  // One file at a time per control plane: files share its API server and its CPU.
+  fileParallelism: false,
+};
+
+// Three projects: "unit" needs nothing but Node; "cluster" and "disruptive" each start one real
+// control plane (kube-apiserver, etcd, kube-controller-manager) in their global setup and run
+// their files one after the other against it. Vitest runs all single-worker files one at a
+// time, so `make test` (hack/test.sh) runs "disruptive" in a second vitest process beside
+// the other two.
 export default defineConfig({
   test: {
     projects: [
@@ -16,13 +31,12 @@ export default defineConfig({
         test: {
           name: "cluster",
           include: ["test/integration/**/*.test.ts", "test/e2e/**/*.test.ts"],
-          globalSetup: ["test/setup/controlplane.ts"],
-          testTimeout: 120_000,
-          hookTimeout: 180_000,
-          // One file at a time: some files restart the API server or etcd, which would break
-          // whatever else runs against the shared control plane at that moment.
-          fileParallelism: false,
+          exclude: [...configDefaults.exclude, ...disruptive],
+          ...onControlPlane,
         },
+      },
+      {
+        test: { name: "disruptive", include: disruptive, ...onControlPlane },
       },
     ],
   },

@@ -58,4 +58,4 @@ GHAT_E2E_NAMESPACE=$ns \
 GHAT_E2E_SIM_ADMIN=http://127.0.0.1:18080 \
 GHAT_E2E_SIM_URL=http://ghat-sim.ghat-sim.svc:8080 \
 GHAT_E2E_APP_KEY_FILE=$work/app.pem \
-  npx vitest run --project cluster "${files[@]}"
+  npx vitest run --project cluster --project disruptive "${files[@]}"

@@ -52,6 +52,9 @@ const schema = z.object({
     .default("5s")
     .describe("At least this long between two workload restarts, operator-wide"),
   githubTimeout: durationString.default("10s").describe("Timeout of one GitHub request"),
+  secondaryRateLimitWait: durationString
+    .default("1m")
+    .describe("Wait after a secondary rate limit that names no retry-after (GitHub asks for at least 1m)"),
   leaderElect: z
     .enum(["true", "false"])
     .default("false")
@@ -72,6 +75,7 @@ export type Config = z.output<typeof schema> & {
   terminalRetryMs: number;
   restartGapMs: number;
   githubTimeoutMs: number;
+  secondaryRateLimitWaitMs: number;
   leaseDurationMs: number;
   renewDeadlineMs: number;
   retryPeriodMs: number;
@@ -116,6 +120,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     terminalRetryMs: parseDuration(parsed.data.terminalRetry),
     restartGapMs: parseDuration(parsed.data.restartGap),
     githubTimeoutMs: parseDuration(parsed.data.githubTimeout),
+    secondaryRateLimitWaitMs: parseDuration(parsed.data.secondaryRateLimitWait),
     leaseDurationMs: parseDuration(parsed.data.leaseDuration),
     renewDeadlineMs: parseDuration(parsed.data.renewDeadline),
     retryPeriodMs: parseDuration(parsed.data.retryPeriod),

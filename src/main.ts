@@ -72,6 +72,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     clock,
     log,
     timeoutMs: config.githubTimeoutMs,
+    secondaryWaitMs: config.secondaryRateLimitWaitMs,
     onRequest: ({ route, status, durationMs }) => {
       metrics.githubRequests.inc({ route, status: String(status) });
       metrics.githubDuration.observe({ route }, durationMs / 1000);

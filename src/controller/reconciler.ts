@@ -566,9 +566,12 @@ export class Reconciler {
     const now = this.#d.clock.now();
     const current = observed ? currentToken(observed) : undefined;
     // While a token is held, retries come faster as it nears its minimum remaining lifetime,
-    // so a refresh lands soon after GitHub answers again (docs/reliability.md).
-    const maxMs = current
-      ? retryCap(current.expiresAt - (observed?.minRemainingMs ?? 0) - now, observed?.minRemainingMs ?? 0)
+    // so a refresh lands soon after GitHub answers again (docs/reliability.md). A Secret with
+    // no usable token (it expired during the outage, or none was ever issued) is past that
+    // point: it keeps the floor's pace. Without that cap the failures counted while it was
+    // held would put the next retry minutes out.
+    const maxMs = observed
+      ? retryCap(current ? current.expiresAt - observed.minRemainingMs - now : 0, observed.minRemainingMs)
       : undefined;
     let retryAt: number | undefined;
     if (error.retryable)

@@ -160,18 +160,21 @@ export class Rollouts {
   async #list(namespace: string, needed: boolean): Promise<Workload[] | undefined> {
     const now = this.#o.clock.now();
     if (now < this.#forbiddenUntil) return undefined;
-    const cached = this.#lists.get(namespace);
-    if (cached && now - cached.at < (this.#o.listTtlMs ?? 30_000)) return cached.items;
-    const items = this.#o.api.list(namespace);
-    this.#lists.set(namespace, { at: now, items });
+    let entry = this.#lists.get(namespace);
+    if (!entry || now - entry.at >= (this.#o.listTtlMs ?? 30_000)) {
+      entry = { at: now, items: this.#o.api.list(namespace) };
+      this.#lists.set(namespace, entry);
+    }
+    // Concurrent checks in one namespace share one list, and each handles its failure here:
+    // a 403 is the same answer for all of them, not an error to report.
     try {
-      return await items;
+      return await entry.items;
     } catch (err) {
-      this.#lists.delete(namespace);
+      if (this.#lists.get(namespace) === entry) this.#lists.delete(namespace);
       const e = toGhatError(err);
       if (e.status === 403) {
         // Without RBAC for workloads (the default), ask again only every ten minutes.
-        this.#forbiddenUntil = now + 10 * 60_000;
+        this.#forbiddenUntil = Math.max(this.#forbiddenUntil, now + 10 * 60_000);
         this.#o.log.debug("Workloads are not readable; env-var detection and restarts are off");
       } else if (needed) {
         throw e;

@@ -14,6 +14,8 @@ export interface GitHubErrorContext {
   issuer?: string | number | undefined;
   /** The installation the request was about, when it was about one. */
   installation?: InstallationRef | undefined;
+  /** Wait after a secondary rate limit that names no retry-after; default (GitHub's ask) 60 s. */
+  secondaryWaitMs?: number | undefined;
 }
 
 /** Response headers: a fetch `Headers` or a plain lower-case record. */
@@ -96,7 +98,7 @@ export function classifyGitHubError(
     const after = retryAfter(header("retry-after"), context.now);
     if (lower.includes("secondary rate limit") || after !== undefined || status === 429) {
       // GitHub: honour retry-after; without it wait at least a minute.
-      const retryAt = after ?? context.now + 60_000;
+      const retryAt = after ?? context.now + (context.secondaryWaitMs ?? 60_000);
       return error("RateLimited", `secondary rate limit hit; retry after ${iso(retryAt)}`, retryAt);
     }
     if (lower.includes("suspended")) {

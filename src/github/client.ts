@@ -61,6 +61,8 @@ export interface GitHubClientOptions {
   userAgent?: string | undefined;
   /** Per request, body included; default 10 s. */
   timeoutMs?: number | undefined;
+  /** Wait after a secondary rate limit without retry-after; default 60 s, as GitHub asks. */
+  secondaryWaitMs?: number | undefined;
   /** When set, sends `X-GitHub-Stateless-S2S-Token` to force GitHub's new (enabled) or classic token format. */
   tokenFormat?: "enabled" | "disabled" | undefined;
   /** Called after every HTTP exchange, failed ones included (status 0 when nothing came back). */
@@ -201,6 +203,7 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
       now: clock.now(),
       issuer,
       installation: call.installation,
+      secondaryWaitMs: options.secondaryWaitMs,
     });
   }
 

@@ -12,6 +12,7 @@ export interface GatewayOptions {
   clock: Clock;
   log: Logger;
   timeoutMs: number;
+  secondaryWaitMs?: number | undefined;
   userAgent?: string;
   onRequest?: GitHubClientOptions["onRequest"];
   onRateLimit?: GitHubClientOptions["onRateLimit"];
@@ -39,6 +40,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         proxy: spec.proxy,
         clock: options.clock,
         timeoutMs: options.timeoutMs,
+        secondaryWaitMs: options.secondaryWaitMs,
         userAgent: options.userAgent,
         onRequest: options.onRequest,
         onRateLimit: options.onRateLimit,

@@ -163,21 +163,26 @@ export async function recovered(
   timeout: number,
 ): Promise<number> {
   const from = Date.now();
-  const healthy = async (name: string) => {
+  /** Undefined when healthy, else what is wrong (for the failure message). */
+  const unhealthy = async (name: string): Promise<string | undefined> => {
     const t = await kube.getToken(ns, name).catch(() => undefined);
+    const r = ready(t);
     // Ready=True with an error reason means "still holding the old token, retrying".
-    if (ready(t)?.status !== "True" || ready(t)?.reason !== "Issued") return false;
+    if (r?.status !== "True" || r.reason !== "Issued")
+      return `${name}: Ready=${r?.status} ${r?.reason} "${r?.message ?? ""}"`;
     const token = await kube.secretValue(ns, `${name}-token`).catch(() => undefined);
     const issued = token ? sim.state.tokens.get(token) : undefined;
-    return (
-      issued !== undefined &&
-      sim.checkToken(token ?? "").live &&
-      issued.expiresAt - sim.now() >= minRemainingMs
-    );
+    if (issued === undefined) return `${name}: the Secret holds no token GitHub issued`;
+    if (!sim.checkToken(token ?? "").live) return `${name}: the Secret's token is dead`;
+    const left = issued.expiresAt - sim.now();
+    return left >= minRemainingMs ? undefined : `${name}: ${left} ms left`;
   };
-  await expect
-    .poll(async () => (await Promise.all(names.map(healthy))).every(Boolean), { timeout, interval: 100 })
-    .toBe(true);
+  const problems = async () => (await Promise.all(names.map(unhealthy))).filter((p) => p !== undefined);
+  try {
+    await expect.poll(problems, { timeout, interval: 100 }).toEqual([]);
+  } catch {
+    throw new Error(`not recovered within ${timeout} ms: ${(await problems()).join("; ") || "(just now)"}`);
+  }
   return Date.now() - from;
 }
 

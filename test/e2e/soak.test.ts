@@ -178,10 +178,8 @@ describe(`soak: ${minutes} min of random faults (seed ${seed})`, () => {
         let recoveryMs: number | undefined;
         try {
           recoveryMs = await recovered(kube, github.sim, ns, names, minMs, recoveryBoundMs);
-        } catch {
-          violations.push(
-            `${new Date().toISOString()} not recovered within ${recoveryBoundMs} ms after: ${label}`,
-          );
+        } catch (err) {
+          violations.push(`${new Date().toISOString()} after ${label}: ${(err as Error).message}`);
         }
         if (op.proc.exitCode !== null) {
           violations.push(

@@ -187,6 +187,32 @@ describe("Reconciler", () => {
     expect(github.minted).toHaveLength(1);
   });
 
+  it("keeps retrying at the floor's pace once the held token has expired during an outage", async () => {
+    const { kube, github, reconciler, requeues, clock } = harness();
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    const expiresAt = Date.parse(kube.tokens.get(key)?.status?.expiresAt ?? "");
+    clock.advance((requeues.get(key) ?? 0) - clock.now());
+    // GitHub answers 503 from the refresh until well after the token expired: the failures
+    // pile up while it is held, and none of them may push a retry past the floor (60 s for
+    // the default 10 min minimum) once the Secret holds nothing usable.
+    let failures = 0;
+    while (clock.now() < expiresAt + 30 * 60_000) {
+      github.failNext.push(new GhatError("GitHubUnavailable", "GitHub answered 503", { status: 503 }));
+      await reconciler.reconcile(key);
+      failures++;
+      const retryAt = requeues.get(key) ?? 0;
+      if (clock.now() >= expiresAt)
+        expect(retryAt - clock.now(), `after ${failures} failures`).toBeLessThanOrEqual(60_000);
+      clock.advance(retryAt - clock.now());
+    }
+    // GitHub is back: the next retry mints.
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(2);
+    // A bounded pace, not a hot loop: at most one attempt per 30 s on average past expiry.
+    expect(failures).toBeLessThan(200);
+  });
+
   it("forgets what it remembers on reset (a new leadership term) and re-reads everything", async () => {
     const { kube, github, reconciler, requeues, clock } = harness();
     kube.tokens.set(key, tokenObject());

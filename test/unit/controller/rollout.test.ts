@@ -223,4 +223,16 @@ describe("Rollouts", () => {
     await rollouts.check(input({ key: "team/c", tokenName: "c", rollout: undefined }));
     expect(api.lists).toBe(2);
   });
+
+  it("answers every concurrent check in a namespace without RBAC the same way (one list, no error)", async () => {
+    const { api, rollouts, input } = setup();
+    api.forbidden = true;
+    const reports = await Promise.all(
+      ["a", "b", "c"].map((name) =>
+        rollouts.check(input({ key: `team/${name}`, tokenName: name, rollout: undefined })),
+      ),
+    );
+    expect(reports.map((r) => r.relevant)).toEqual([false, false, false]);
+    expect(api.lists).toBe(1);
+  });
 });

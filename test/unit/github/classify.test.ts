@@ -233,6 +233,16 @@ describe("classifyGitHubError", () => {
       { status: 429, body: body(secondary), code: "RateLimited", retryAt: now + 60_000 },
     ],
     [
+      "a secondary limit without retry-after, with --secondary-rate-limit-wait 5m",
+      {
+        status: 403,
+        body: body(secondary),
+        code: "RateLimited",
+        retryAt: now + 300_000,
+        context: { secondaryWaitMs: 300_000 },
+      },
+    ],
+    [
       "a bare 429 with retry-after",
       { status: 429, headers: { "retry-after": "5" }, body: "", code: "RateLimited", retryAt: now + 5_000 },
     ],
