@@ -34,6 +34,8 @@ const floorMs = 1_000;
 const graceMs = floorMs + 1_000;
 /** A refresh retry lands within this after a fault clears: the retry cap here, plus a reconcile. */
 const transientBoundMs = 6_000;
+/** --github-timeout here. */
+const githubTimeoutMs = 2_000;
 /** --secondary-rate-limit-wait here (GitHub's minute by default; the unit tests hold that). */
 const secondaryWaitMs = 15_000;
 const scopes = [{ contents: "read" }, { issues: "write" }, { pull_requests: "read" }];
@@ -63,7 +65,7 @@ describe("fault matrix", () => {
     "--revoke-superseded-after",
     "3s",
     "--github-timeout",
-    "2s",
+    `${githubTimeoutMs / 1000}s`,
     "--terminal-retry",
     "2s",
     "--secondary-rate-limit-wait",
@@ -177,7 +179,8 @@ describe("fault matrix", () => {
       .poll(() => failed() - before.failed, { timeout: 60_000, interval: 100 })
       .toBeGreaterThanOrEqual(2 * r.names.length);
     github.sim.faults.clear();
-    r.monitor.restored(graceMs);
+    // A request on the wire when a latency fault clears may still time out (--github-timeout).
+    r.monitor.restored(graceMs + (fault.kind === "latency" ? githubTimeoutMs : 0));
     const heldMs = Date.now() - from;
     const attempts = mints() - before.attempts;
     const recoveryMs = await r.recover(transientBoundMs);

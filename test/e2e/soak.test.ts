@@ -17,6 +17,14 @@ const seed = Number(process.env.SOAK_SEED ?? Date.now() % 100_000);
 const tokens = Number(process.env.SOAK_TOKENS ?? "8");
 const minMs = 6_000;
 const recoveryBoundMs = 10_000;
+/** --github-timeout of the operator under test. */
+const githubTimeoutMs = 2_000;
+/**
+ * How late a refresh may land once GitHub answers again: one retry floor (1 s for this
+ * policy). A request already on the wire when a slow-GitHub fault clears can still time out,
+ * so after those phases add the request timeout.
+ */
+const graceMs = (rule?: FaultRule) => 1_000 + (rule?.fault.kind === "latency" ? githubTimeoutMs : 0);
 
 /** A small deterministic generator, so a failing run can be replayed with SOAK_SEED. */
 function rng(s: number) {
@@ -97,7 +105,7 @@ describe(`soak: ${minutes} min of random faults (seed ${seed})`, () => {
       "--revoke-superseded-after",
       "3s",
       "--github-timeout",
-      "2s",
+      `${githubTimeoutMs / 1000}s`,
     ]);
     procs.push(p);
     return p;
@@ -158,7 +166,7 @@ describe(`soak: ${minutes} min of random faults (seed ${seed})`, () => {
         monitor.outage();
         if (phase.kind === "github") {
           label = phase.label;
-          if (!phase.outage) monitor.restored(1_000);
+          if (!phase.outage) monitor.restored(graceMs(phase.rule));
           github.sim.faults.add(phase.rule);
           await expect
             .poll(() => Date.now() - from, { timeout: lengthMs + 5_000, interval: 250 })
@@ -174,7 +182,7 @@ describe(`soak: ${minutes} min of random faults (seed ${seed})`, () => {
           op = start();
           await op.waitFor("Started ghat", 30_000);
         }
-        monitor.restored(1_000);
+        monitor.restored(graceMs(phase.kind === "github" ? phase.rule : undefined));
         let recoveryMs: number | undefined;
         try {
           recoveryMs = await recovered(kube, github.sim, ns, names, minMs, recoveryBoundMs);
