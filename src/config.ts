@@ -55,6 +55,42 @@ const schema = z.object({
   secondaryRateLimitWait: durationString
     .default("1m")
     .describe("Wait after a secondary rate limit that names no retry-after (GitHub asks for at least 1m)"),
+  minTokenLifetime: durationString
+    .default("1m")
+    .describe("Shortest token lifetime accepted from a server; an expires_at outside this to 24h is refused"),
+  minMintInterval: durationString
+    .default("60s")
+    .describe(
+      "Least time between two mints of one GitHubAppToken (a mint loop cannot spend the shared rate limit)",
+    ),
+  appMintRate: z.coerce
+    .number()
+    .positive()
+    .default(120)
+    .describe(
+      "Mints per minute one namespace may make with one App (GitHub allows about 180 a minute per App)",
+    ),
+  appMintBurst: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(200)
+    .describe("Mints one namespace may make at once with one App"),
+  installationMintRate: z.coerce
+    .number()
+    .positive()
+    .default(60)
+    .describe("Mints per minute one namespace may make for one installation"),
+  installationMintBurst: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(100)
+    .describe("Mints one namespace may make at once for one installation"),
+  reconcileTimeout: durationString
+    .default("60s")
+    .describe("A reconcile running longer gives its worker back (one stuck tenant cannot hold the workers)"),
+  shutdownTimeout: durationString.default("20s").describe("Longest wait for in-flight reconciles on SIGTERM"),
   leaderElect: z
     .enum(["true", "false"])
     .default("false")
@@ -76,6 +112,10 @@ export type Config = z.output<typeof schema> & {
   restartGapMs: number;
   githubTimeoutMs: number;
   secondaryRateLimitWaitMs: number;
+  minMintIntervalMs: number;
+  minTokenLifetimeMs: number;
+  reconcileTimeoutMs: number;
+  shutdownTimeoutMs: number;
   leaseDurationMs: number;
   renewDeadlineMs: number;
   retryPeriodMs: number;
@@ -121,6 +161,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     restartGapMs: parseDuration(parsed.data.restartGap),
     githubTimeoutMs: parseDuration(parsed.data.githubTimeout),
     secondaryRateLimitWaitMs: parseDuration(parsed.data.secondaryRateLimitWait),
+    minMintIntervalMs: parseDuration(parsed.data.minMintInterval.replace(/^0$/, "0s")),
+    minTokenLifetimeMs: parseDuration(parsed.data.minTokenLifetime),
+    reconcileTimeoutMs: parseDuration(parsed.data.reconcileTimeout),
+    shutdownTimeoutMs: parseDuration(parsed.data.shutdownTimeout),
     leaseDurationMs: parseDuration(parsed.data.leaseDuration),
     renewDeadlineMs: parseDuration(parsed.data.renewDeadline),
     retryPeriodMs: parseDuration(parsed.data.retryPeriod),

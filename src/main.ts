@@ -7,10 +7,11 @@ import { AppResolver } from "./controller/apps.ts";
 import { Controller } from "./controller/controller.ts";
 import { Reconciler } from "./controller/reconciler.ts";
 import { Rollouts } from "./controller/rollout.ts";
+import { MintLimiter } from "./core/limits.ts";
 import { createGateway } from "./github/gateway.ts";
 import { parsePrivateKey } from "./github/privatekey.ts";
 import { startHealthServer } from "./health.ts";
-import { ClusterCache } from "./kube/cache.ts";
+import { ClusterCache, tokenSource } from "./kube/cache.ts";
 import { instrument } from "./kube/instrument.ts";
 import { KubeClient } from "./kube/kube.ts";
 import { LeaderElector } from "./kube/lease.ts";
@@ -55,6 +56,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     clock,
     log,
     namespaces: config.namespaces,
+    operatorNamespace: config.operatorNamespace,
     onChange: (kind, obj, event) => controller?.onChange(kind, obj, event),
     onResync: (kind) => controller?.onResync(kind),
   });
@@ -64,6 +66,9 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     cache,
     workers: config.workers,
     operatorNamespace: config.operatorNamespace,
+    kube,
+    reconcileTimeoutMs: config.reconcileTimeoutMs,
+    onOverrun: () => metrics.reconcileOverruns.inc(),
     onDepth: (depth) => metrics.queueDepth.set(depth),
     onReconciled: (ms) => metrics.reconcileDuration.observe(ms / 1000),
   });
@@ -73,6 +78,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     log,
     timeoutMs: config.githubTimeoutMs,
     secondaryWaitMs: config.secondaryRateLimitWaitMs,
+    minTokenLifetimeMs: config.minTokenLifetimeMs,
     onRequest: ({ route, status, durationMs }) => {
       metrics.githubRequests.inc({ route, status: String(status) });
       metrics.githubDuration.observe({ route }, durationMs / 1000);
@@ -99,11 +105,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     clock,
     log,
     kube,
-    source: {
-      token: (ns, name) => cache.token(ns, name),
-      secret: async (ns, name) => cache.managedSecret(ns, name) ?? (await cache.readSecret(ns, name)),
-      holders: (ns, hash, exceptToken) => cache.secretsHolding(ns, hash, exceptToken),
-    },
+    source: tokenSource(cache),
     apps: new AppResolver({
       operatorNamespace: config.operatorNamespace,
       parseKey: parsePrivateKey,
@@ -124,7 +126,14 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
       terminalRetryMs: config.terminalRetryMs,
     },
     ...(rollouts ? { delivery: rollouts } : {}),
+    canAct: () => (elector ? elector.leading : true),
+    limiter: new MintLimiter({
+      tokenIntervalMs: config.minMintIntervalMs,
+      app: { perMinute: config.appMintRate, burst: config.appMintBurst },
+      installation: { perMinute: config.installationMintRate, burst: config.installationMintBurst },
+    }),
     hooks: {
+      throttled: (limit) => metrics.mintsThrottled.inc({ limit }),
       minted: (_key, result) => metrics.refreshes.inc({ result }),
       expiry: (key, expiresAt) => {
         const [namespace = "", name = ""] = key.split("/");
@@ -166,8 +175,10 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
       onStoppedLeading: () => {
         metrics.leader.set(0);
         // Step down, not out: an API server restart makes every replica lose its lease, and
-        // exiting would only add restarts. Work in flight finishes; nothing new starts.
+        // exiting would only add restarts. Work in flight finishes; nothing new starts, and
+        // no revocation timer of this replica calls GitHub any more.
         queue.pause();
+        reconciler.stop();
         // Releasing the lease on a graceful stop is not losing it.
         if (!stopping) {
           log.warn("Stepped down; campaigning for the lease again");
@@ -207,7 +218,8 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     async stop() {
       stopping = true;
       log.info("Stopping ghat");
-      await queue.shutdown();
+      await queue.shutdown(config.shutdownTimeoutMs);
+      reconciler.stop();
       rollouts?.stop();
       await elector?.stop();
       await cache.stop();

@@ -73,6 +73,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly mintsThrottled = new Counter({
+    name: "ghat_mints_throttled_total",
+    help: "Mints held back by ghat's own limits, by limit (token-interval, app, installation).",
+    labelNames: ["limit"],
+    registers: [this.registry],
+  });
+  readonly reconcileOverruns = new Counter({
+    name: "ghat_reconcile_overruns_total",
+    help: "Reconciles that overran --reconcile-timeout; their worker was given back.",
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: "ghat_" });
   }

@@ -120,12 +120,14 @@ export async function sandboxCommand(argv: string[]): Promise<number> {
     ),
     { log },
   );
-  execFileSync(
-    "kubectl",
-    ["--kubeconfig", kubeconfig, "-n", ns, "wait", "--for=condition=Ready", "ghat/demo", "--timeout=60s"],
-    {
-      stdio: "inherit",
-    },
+  await waitUntilReady(() =>
+    custom.getNamespacedCustomObject({
+      group,
+      version,
+      namespace: ns,
+      plural: "githubapptokens",
+      name: "demo",
+    }),
   );
   const show = (args: string[]) =>
     execFileSync("kubectl", ["--kubeconfig", kubeconfig, "-n", ns, ...args], { encoding: "utf8" });
@@ -194,6 +196,35 @@ function applyCrds(): void {
       stdio: "inherit",
     },
   );
+}
+
+/**
+ * Waits for the example token's Ready condition without blocking the event loop (the
+ * operator runs in this process) and without a fixed deadline a slow first start could beat:
+ * it says what it is waiting for every few seconds and gives up only after 10 minutes.
+ */
+async function waitUntilReady(read: () => Promise<unknown>): Promise<void> {
+  const started = Date.now();
+  let said = 0;
+  for (;;) {
+    const token = (await read().catch(() => undefined)) as
+      | { status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] } }
+      | undefined;
+    const ready = token?.status?.conditions?.find((c) => c.type === "Ready");
+    if (ready?.status === "True") return;
+    const elapsed = Date.now() - started;
+    if (elapsed > 600_000)
+      throw new Error(
+        `the example token is not Ready after 10 minutes: ${ready?.reason ?? "no status"} ${ready?.message ?? ""}`,
+      );
+    if (elapsed - said >= 5_000) {
+      said = elapsed;
+      process.stdout.write(
+        `Waiting for ghat/demo to be Ready (${Math.round(elapsed / 1000)}s): ${ready ? `${ready.reason}: ${ready.message}` : "not reconciled yet"}\n`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
 }
 
 function waitForSignal(): Promise<void> {

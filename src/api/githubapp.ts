@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { condition, objectMeta } from "./meta.ts";
+import { condition, dnsSubdomain, objectMeta, webUrl } from "./meta.ts";
 import { permissions } from "./permissions.ts";
 
 /** Fields shared by GitHubApp and ClusterGitHubApp: who the App is and how to reach GitHub. */
@@ -20,7 +20,9 @@ export const appIdentityFields = {
     .describe("GitHub App client id (e.g. Iv23li...). Used as the JWT issuer when appId is not set."),
   privateKeySecretRef: z
     .object({
-      name: z.string().min(1).max(253).describe("Name of the Secret holding the App's private key."),
+      name: dnsSubdomain("privateKeySecretRef.name").describe(
+        "Name of the Secret holding the App's private key.",
+      ),
       key: z
         .string()
         .min(1)
@@ -31,12 +33,11 @@ export const appIdentityFields = {
         ),
     })
     .describe("The Secret holding the App's private key."),
-  baseUrl: z
-    .string()
-    .regex(/^https?:\/\/[^\s/]+(\/[^\s]*)?$/, "an http(s) URL such as https://api.github.com")
-    .max(2048)
+  baseUrl: webUrl("http(s)")
     .default("https://api.github.com")
-    .describe("GitHub API base URL. Enterprise Server: https://HOST/api/v3."),
+    .describe(
+      "GitHub API base URL. Enterprise Server: https://HOST/api/v3. An http(s) URL of at most 2048 characters without credentials, quotes, backslashes, whitespace or control characters.",
+    ),
   caBundle: z
     .string()
     .max(65536)

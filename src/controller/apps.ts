@@ -25,6 +25,8 @@ export interface ResolvedApp {
   key: KeyObject;
   /** Identifies the App for caches: kind/namespace/name plus issuer and URL. */
   cacheKey: string;
+  /** A ClusterGitHubApp's policy, checked again against what GitHub granted. */
+  policy?: ClusterAppPolicy | undefined;
 }
 
 /** Where an App's GitHub is: enough to revoke a token even when the App may not mint. */
@@ -90,12 +92,31 @@ export class AppResolver {
       keyNamespace = this.#deps.operatorNamespace;
     }
     const ref = spec.privateKeySecretRef;
-    const data = await this.#deps.source.keySecret(keyNamespace, ref.name);
+    // A name the API server would refuse can only make its field-selected watch fail (400).
+    if (!isObjectName(ref.name)) {
+      return {
+        ok: false,
+        code: "InvalidSpec",
+        message: `${kind} "${name}": privateKeySecretRef.name "${ref.name}" is not a valid Secret name (lowercase letters, digits, "-" and ".", at most 253 characters)`,
+      };
+    }
+    let data: Record<string, string> | undefined;
+    try {
+      data = await this.#deps.source.keySecret(keyNamespace, ref.name);
+    } catch (err) {
+      // A watch the server refuses is a spec problem; a timeout stays an error to retry.
+      if (err instanceof GhatError && !err.retryable)
+        return { ok: false, code: err.code, message: `${kind} "${name}": ${err.message}` };
+      throw err;
+    }
+    // Failures from here on still say where the App's GitHub is: revoking needs no key.
+    const endpoint: Endpoint = { baseUrl: spec.baseUrl, caBundle: spec.caBundle, proxy: spec.proxy };
     if (data === undefined) {
       return {
         ok: false,
         code: "PrivateKeyNotFound",
         message: `Secret "${ref.name}" in namespace "${keyNamespace}" with the private key of ${kind} "${name}" does not exist`,
+        endpoint,
       };
     }
     const encoded = data[ref.key];
@@ -104,6 +125,7 @@ export class AppResolver {
         ok: false,
         code: "PrivateKeyNotFound",
         message: `Secret "${ref.name}" in namespace "${keyNamespace}" has no key "${ref.key}" (it has: ${Object.keys(data).join(", ") || "nothing"})`,
+        endpoint,
       };
     }
     const key = this.#key(encoded);
@@ -112,6 +134,7 @@ export class AppResolver {
         ok: false,
         code: key.code,
         message: `Secret "${ref.name}" key "${ref.key}" in namespace "${keyNamespace}": ${key.message}`,
+        endpoint,
       };
     }
     const issuer = spec.appId !== undefined ? String(spec.appId) : (spec.clientId ?? "");
@@ -124,6 +147,7 @@ export class AppResolver {
       issuer,
       key,
       cacheKey: `${kind}/${namespace ?? ""}/${name}/${issuer}@${spec.baseUrl}`,
+      policy,
     };
     if (policy) {
       const inst = token.spec.installation;
@@ -132,8 +156,7 @@ export class AppResolver {
         inst.repository?.split("/")[0] ??
         (inst.id === undefined ? undefined : await this.#deps.installationOwner(app, inst.id));
       const decision = evaluatePolicy(name, policy, policyRequest(token, ns, this.#deps.source, owner));
-      if (!decision.allowed)
-        return { ok: false, code: "NotPermitted", message: decision.message, endpoint: spec };
+      if (!decision.allowed) return { ok: false, code: "NotPermitted", message: decision.message, endpoint };
     }
     return { ok: true, app };
   }
@@ -172,6 +195,11 @@ function policyRequest(
     repositories: token.spec.repositories,
     repositoryIds: token.spec.repositoryIds,
   };
+}
+
+/** A DNS subdomain (RFC 1123): what the API server accepts as a Secret's name. */
+function isObjectName(name: string): boolean {
+  return name.length <= 253 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(name);
 }
 
 function invalidApp(kind: string, name: string, error: z.ZodError): AppResolution {

@@ -2,7 +2,9 @@ import type { KubernetesObject } from "@kubernetes/client-node";
 import type { Clock } from "../clock.ts";
 import { labels } from "../core/outputs.ts";
 import type { ClusterCache, Kind } from "../kube/cache.ts";
+import type { KubeWriter } from "../kube/kube.ts";
 import type { Logger } from "../log.ts";
+import { appKey, parseAppKey, reconcileAppFinalizer } from "./appfinalizers.ts";
 import { WorkQueue } from "./queue.ts";
 import type { Reconciler } from "./reconciler.ts";
 
@@ -21,6 +23,11 @@ export interface ControllerDeps {
   cache: ClusterCache;
   workers: number;
   operatorNamespace: string;
+  /** Writes `ghat.dev/in-use` on GitHubApps; absent: no App finalizers (unit tests). */
+  kube?: Pick<KubeWriter, "setAppFinalizer">;
+  /** A reconcile still running after this long gives its worker back (0: never). */
+  reconcileTimeoutMs?: number;
+  onOverrun?: (key: string) => void;
   onDepth?: (depth: number) => void;
   onReconciled?: (ms: number) => void;
 }
@@ -40,6 +47,15 @@ export class Controller {
       clock: deps.clock,
       workers: deps.workers,
       process: (key) => this.#process(key),
+      deadlineMs: deps.reconcileTimeoutMs ?? 0,
+      groupOf: (key) => {
+        const app = parseAppKey(key);
+        return app ? app.namespace : key.slice(0, Math.max(0, key.indexOf("/")));
+      },
+      onOverrun: (key) => {
+        deps.log.warn({ key }, "Reconcile overran its deadline; its worker was given back");
+        deps.onOverrun?.(key);
+      },
       ...(deps.onDepth ? { onDepth: deps.onDepth } : {}),
     });
   }
@@ -63,14 +79,20 @@ export class Controller {
     const ns = obj.metadata?.namespace ?? "";
     const name = obj.metadata?.name ?? "";
     switch (kind) {
-      case "GitHubAppToken":
-        return [`${ns}/${name}`];
+      case "GitHubAppToken": {
+        const app = (obj as TokenLike).spec?.appRef;
+        const usesApp = this.#d.kube && (app?.kind ?? "GitHubApp") === "GitHubApp" && app?.name;
+        return usesApp ? [`${ns}/${name}`, appKey(ns, app.name ?? "")] : [`${ns}/${name}`];
+      }
       case "Secret": {
         const owner = obj.metadata?.labels?.[labels.token];
         return owner ? [`${ns}/${owner}`] : [];
       }
       case "GitHubApp":
-        return this.#tokensUsing((t) => t.metadata?.namespace === ns && ref(t, "GitHubApp") === name);
+        return [
+          ...this.#tokensUsing((t) => t.metadata?.namespace === ns && ref(t, "GitHubApp") === name),
+          ...(this.#d.kube ? [appKey(ns, name)] : []),
+        ];
       case "ClusterGitHubApp":
         return this.#tokensUsing((t) => ref(t, "ClusterGitHubApp") === name);
       case "Namespace":
@@ -91,11 +113,32 @@ export class Controller {
   }
 
   async #process(key: string): Promise<void> {
+    const app = parseAppKey(key);
+    if (app) {
+      await this.#appFinalizer(key, app.namespace, app.name);
+      return;
+    }
     const start = this.#d.clock.now();
     await this.#reconciler?.reconcile(key);
     const ms = this.#d.clock.now() - start;
     this.#d.onReconciled?.(ms);
     this.#d.log.trace({ key, ms }, "Reconciled");
+  }
+
+  async #appFinalizer(key: string, namespace: string, name: string): Promise<void> {
+    const kube = this.#d.kube;
+    if (!kube) return;
+    const cache = this.#d.cache;
+    try {
+      await reconcileAppFinalizer(
+        { app: (ns, n) => cache.app("GitHubApp", ns, n), tokens: () => cache.tokens(), kube },
+        namespace,
+        name,
+      );
+    } catch (err) {
+      this.#d.log.warn({ err, namespace, name }, "Failed to update the finalizer of a GitHubApp");
+      this.queue.addAt(key, this.#d.clock.now() + 10_000);
+    }
   }
 
   #allTokenKeys(): string[] {

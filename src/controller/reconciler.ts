@@ -1,6 +1,6 @@
 import type { KeyObject } from "node:crypto";
 import { z } from "zod";
-import { type GitHubAppToken, githubAppToken } from "../api/githubapptoken.ts";
+import { type GitHubAppToken, githubAppToken, refreshPolicyProblems } from "../api/githubapptoken.ts";
 import { type Condition, parseDuration } from "../api/meta.ts";
 import { permissionProblems } from "../api/permissions.ts";
 import type { Clock } from "../clock.ts";
@@ -18,12 +18,14 @@ import {
   rfc3339,
   tokenHash,
 } from "../core/plan.ts";
+import { grantedWithinPolicy } from "../core/policy.ts";
 import { refreshTime, retryCap, retryTime, stableJitter } from "../core/schedule.ts";
 import { scopeHash, tokenScope } from "../core/scope.ts";
 import { keyFingerprint } from "../github/privatekey.ts";
 import { finalizer, type KubeWriter } from "../kube/kube.ts";
 import type { Logger } from "../log.ts";
 import type { AppResolver, Endpoint, ResolvedApp } from "./apps.ts";
+import { Revoker } from "./revoke.ts";
 import type { Rollouts } from "./rollout.ts";
 import { SharedMints } from "./sharing.ts";
 
@@ -98,6 +100,24 @@ export interface ReconcilerDeps {
   hooks?: ReconcileHooks;
   /** Workload delivery (env-var detection, opt-in restarts); absent: no Delivered condition. */
   delivery?: Pick<Rollouts, "check" | "forget">;
+  /** ghat's own mint limits (per token, App and installation); absent: none. */
+  limiter?: MintGate;
+  /** True while this replica may call GitHub (the leader); default always. */
+  canAct?: () => boolean;
+}
+
+/** The keys one mint is counted under. */
+export interface MintKeys {
+  token: string;
+  app: string;
+  installation: string;
+}
+
+/** Decides whether a mint may happen now (src/core/limits.ts is the real one). */
+export interface MintGate {
+  check(keys: MintKeys, now: number): { allowed: true } | { allowed: false; retryAt: number; reason: string };
+  record(keys: MintKeys, now: number): void;
+  forget(tokenKey: string): void;
 }
 
 /** Observability hooks (metrics); every one optional. */
@@ -105,7 +125,12 @@ export interface ReconcileHooks {
   minted?(key: string, result: "success" | "shared" | ErrorCode): void;
   expiry?(key: string, expiresAt: number | undefined): void;
   revoked?(result: "success" | "failure"): void;
+  /** A mint held back by ghat's own limits, by which one. */
+  throttled?(reason: string): void;
 }
+
+/** Most repository names copied into status; the rest are counted in the ScopeMatched message. */
+export const maxStatusRepositories = 100;
 
 /**
  * Terminal errors whose fix sends ghat no event: GitHub-side changes, and a foreign Secret
@@ -141,9 +166,38 @@ export class Reconciler {
    * from the shared cache, and revoked after the grace period like a superseded token.
    */
   readonly #issued = new Map<string, string>();
+  /**
+   * Per key: where its tokens were minted (base URL, CA bundle, proxy), so a token is revoked
+   * through the same endpoint even when its App can no longer be resolved. Never a default host.
+   */
+  readonly #endpoints = new Map<string, Endpoint>();
+  readonly #revoker: Revoker;
 
   constructor(deps: ReconcilerDeps) {
     this.#d = deps;
+    this.#revoker = new Revoker({
+      clock: deps.clock,
+      log: deps.log,
+      revoke: (endpoint, token, installationId) => deps.github.revoke(endpoint, token, installationId),
+      canAct: () => deps.canAct?.() ?? true,
+      heldElsewhere: (key, token) => {
+        const [namespace = "", name = ""] = key.split("/");
+        return this.#heldElsewhere(namespace, name, token);
+      },
+      discard: (token) => this.#shared.discard(token),
+      afterMs: deps.options.revokeSupersededAfterMs,
+      onResult: (result) => deps.hooks?.revoked?.(result),
+    });
+  }
+
+  /** Cancels every pending revocation timer (the operator stops). */
+  stop(): void {
+    this.#revoker.cancelAll();
+  }
+
+  /** Revocations waiting for their grace period, for tests. */
+  get pendingRevocations(): number {
+    return this.#revoker.pending;
   }
 
   /**
@@ -158,6 +212,8 @@ export class Reconciler {
     this.#statusWritten.clear();
     this.#delivered.clear();
     this.#issued.clear();
+    this.#endpoints.clear();
+    this.#revoker.cancelAll();
   }
 
   async reconcile(key: string): Promise<void> {
@@ -181,7 +237,8 @@ export class Reconciler {
     try {
       const resolution = await this.#d.apps.resolve(token);
       if (resolution.ok) app = resolution.app;
-      endpoint = resolution.ok ? resolution.app.spec : resolution.endpoint;
+      endpoint = resolution.ok ? resolution.app.spec : (resolution.endpoint ?? this.#endpoints.get(key));
+      if (endpoint) this.#endpoints.set(key, endpointOf(endpoint));
       observed = await this.#observe(token, app, resolution.ok ? undefined : resolution);
       const issued = this.#issued.get(key);
       if (issued) observed.known = [issued];
@@ -216,15 +273,11 @@ export class Reconciler {
     const baseUrl = app?.spec.baseUrl ?? "https://api.github.com";
     const policy = token.spec.refreshPolicy;
     const specProblems = [...permissionProblems(token.spec.permissions ?? {})];
+    // Admission checks the same bounds; a spec stored before them is checked here again.
+    const policyProblems = refreshPolicyProblems(policy);
+    specProblems.push(...policyProblems.map((p) => `refreshPolicy: ${p}`));
     let minRemainingMs = 0;
-    try {
-      minRemainingMs = parseDuration(policy.minRemainingLifetime);
-      if (parseDuration(policy.refreshBefore) <= minRemainingMs) {
-        specProblems.push("refreshPolicy.refreshBefore must be longer than minRemainingLifetime");
-      }
-    } catch (err) {
-      specProblems.push(`refreshPolicy: ${(err as Error).message}`);
-    }
+    if (policyProblems.length === 0) minRemainingMs = parseDuration(policy.minRemainingLifetime);
     const inst = token.spec.installation;
     return {
       now: this.#d.clock.now(),
@@ -262,7 +315,7 @@ export class Reconciler {
     const name = token.metadata.name;
     switch (decision.action) {
       case "finalize":
-        await this.#finalize(key, token, observed, app, log);
+        await this.#finalize(key, token, observed, app ? endpointOf(app.spec) : endpoint, log);
         return;
       case "addFinalizer":
         await this.#d.kube.setFinalizer(ns, name, true);
@@ -286,10 +339,8 @@ export class Reconciler {
           this.#shared.discard(held);
           try {
             if (!endpoint) throw new Error("the App's endpoint is unknown");
-            await this.#d.github.revoke(endpoint, held, token.status?.installationId);
-            this.#d.hooks?.revoked?.("success");
+            await this.#revoker.now(endpoint, held, token.status?.installationId);
           } catch (err) {
-            this.#d.hooks?.revoked?.("failure");
             log.warn(
               { err },
               "Failed to revoke a token the policy no longer allows; it expires within the hour",
@@ -314,7 +365,7 @@ export class Reconciler {
             minRemainingMs: observed.minRemainingMs,
             jitter: stableJitter(`${key}/${expiresAt}`),
           });
-        const mintOwn = () => this.#d.github.mint(app, token);
+        const mintOwn = () => this.#mintOwn(key, app, token);
         const lost = this.#issued.get(key);
         const superseded =
           lost !== undefined && !decision.superseded.includes(lost)
@@ -333,6 +384,7 @@ export class Reconciler {
                 mintOwn,
               );
         const minted = obtained.minted;
+        this.#checkGrant(key, app, minted, obtained.reused);
         const refreshAt = refreshAtFor(obtained.issuedAt, minted.expiresAt);
         const withOwner: Observed = {
           ...observed,
@@ -349,7 +401,8 @@ export class Reconciler {
           log,
         );
         for (const old of superseded) {
-          if (old !== minted.token) this.#revokeLater(ns, name, app, old, token.status?.installationId);
+          if (old !== minted.token)
+            this.#revoker.later(key, old, endpointOf(app.spec), token.status?.installationId);
         }
         this.#d.hooks?.minted?.(key, obtained.reused ? "shared" : "success");
         this.#d.hooks?.expiry?.(key, minted.expiresAt);
@@ -365,6 +418,14 @@ export class Reconciler {
           obtained.reused ? "Took the token minted for the same scope" : "Minted token",
         );
         await this.#writeStatus(token, observed, current, minted, undefined);
+        if (minted.expiresAt - this.#d.clock.now() < observed.minRemainingMs) {
+          // Re-minting at once would get the same short token again: a loop that spends the
+          // rate limit every tenant of the App shares. Back off instead; the token is kept.
+          throw new GhatError(
+            "InvalidResponse",
+            `GitHub issued a token that expires at ${iso(minted.expiresAt)}, already within refreshPolicy.minRemainingLifetime (${policy.minRemainingLifetime}); lower minRemainingLifetime below the lifetime the server gives`,
+          );
+        }
         if (decision.why === "NoToken" || decision.why === "ScopeChanged") {
           const was = findCondition(token.status?.conditions, "Ready");
           if (was?.status !== "True" || was.reason !== "Issued") {
@@ -519,7 +580,9 @@ export class Reconciler {
             installationId: minted.installationId,
             permissions: minted.permissions,
             repositorySelection: minted.repositorySelection,
-            ...(minted.repositories ? { repositories: minted.repositories } : {}),
+            ...(minted.repositories
+              ? { repositories: minted.repositories.slice(0, maxStatusRepositories) }
+              : {}),
             ...((observed.render.owner ?? minted.owner)
               ? { owner: observed.render.owner ?? minted.owner }
               : {}),
@@ -602,9 +665,23 @@ export class Reconciler {
 
   async #invalid(key: string, raw: unknown, error: z.ZodError): Promise<void> {
     const meta =
-      (raw as { metadata?: { namespace?: string; name?: string; generation?: number; uid?: string } })
-        .metadata ?? {};
-    const message = `spec is invalid: ${z.prettifyError(error)}`;
+      (
+        raw as {
+          metadata?: {
+            namespace?: string;
+            name?: string;
+            generation?: number;
+            uid?: string;
+            deletionTimestamp?: unknown;
+            finalizers?: string[];
+          };
+        }
+      ).metadata ?? {};
+    if (meta.deletionTimestamp !== undefined && meta.finalizers?.includes(finalizer)) {
+      await this.#finalizeInvalid(key, raw, meta.uid ?? "", meta.finalizers);
+      return;
+    }
+    const message = capMessage(`spec is invalid: ${z.prettifyError(error)}`);
     this.#d.log.warn({ namespace: meta.namespace, name: meta.name }, "Rejected invalid GitHubAppToken");
     const status = (raw as { status?: { conditions?: Condition[] } }).status;
     const conditions = setCondition(
@@ -621,11 +698,55 @@ export class Reconciler {
     this.#d.forget(key);
   }
 
+  /**
+   * Deletion of a GitHubAppToken whose spec no longer parses (edited before a stricter
+   * version of ghat, say): its finalizer must still go. Revokes what this process knows the
+   * Secrets hold, through the endpoint it was minted at, deletes the Secrets it owns, and
+   * removes the finalizer by a patch of metadata alone.
+   */
+  async #finalizeInvalid(key: string, raw: unknown, uid: string, finalizers: string[]): Promise<void> {
+    const [ns = "", name = ""] = key.split("/");
+    const log = this.#d.log.child({ namespace: ns, name });
+    const targets = (raw as { spec?: { secrets?: unknown } }).spec?.secrets;
+    const names = (Array.isArray(targets) ? targets : [])
+      .slice(0, 64)
+      .map((t) => (t as { name?: unknown })?.name)
+      .filter((n): n is string => typeof n === "string");
+    const ours: ObservedSecret[] = [];
+    for (const secretName of new Set(names)) {
+      const s = await this.#d.source.secret(ns, secretName);
+      if (s) {
+        const decoded = decodeSecret(s, uid);
+        if (decoded.ownedByToken) ours.push(decoded);
+      }
+    }
+    const held = new Set<string>();
+    const issued = this.#issued.get(key);
+    if (issued) held.add(issued);
+    for (const s of ours) for (const v of Object.values(s.data)) if (isTokenShaped(v)) held.add(v);
+    const endpoint = this.#endpoints.get(key);
+    for (const value of held) {
+      if (!endpoint || this.#heldElsewhere(ns, name, value)) continue;
+      try {
+        await this.#revoker.now(endpoint, value, undefined);
+      } catch (err) {
+        log.warn(
+          { err },
+          "Failed to revoke the token of a deleted invalid GitHubAppToken; it expires within the hour",
+        );
+      }
+    }
+    for (const s of ours) await this.#d.kube.deleteSecret(ns, s.name);
+    await this.#d.kube.setFinalizer(ns, name, false, finalizers);
+    log.info({ secrets: ours.map((s) => s.name) }, "Finalized invalid GitHubAppToken");
+    this.#forget(key);
+  }
+
   async #finalize(
     key: string,
     token: GitHubAppToken,
     observed: Observed,
-    app: ResolvedApp | undefined,
+    endpoint: Endpoint | undefined,
     log: Logger,
   ) {
     const ns = token.metadata.namespace ?? "";
@@ -637,19 +758,20 @@ export class Reconciler {
     });
     if (held && this.#heldElsewhere(ns, name, held.token)) {
       log.info("Left the token unrevoked: another GitHubAppToken's Secret still holds it (sharing)");
-    } else if (held) {
-      this.#shared.discard(held.token);
+    } else if (held && !endpoint) {
+      // Never a default host: a GitHub Enterprise Server token sent to github.com would leak it.
+      await this.#event(
+        token,
+        "Warning",
+        "RevokeFailed",
+        `Could not revoke the token: its App and where it was minted are unknown; it expires at ${iso(held.expiresAt)}`,
+      );
+    } else if (held && endpoint) {
       const attempts = (this.#revokeAttempts.get(key) ?? 0) + 1;
       try {
-        await this.#d.github.revoke(
-          app ?? { baseUrl: "https://api.github.com" },
-          held.token,
-          token.status?.installationId,
-        );
-        this.#d.hooks?.revoked?.("success");
+        await this.#revoker.now(endpoint, held.token, token.status?.installationId);
         log.info("Revoked token");
       } catch (err) {
-        this.#d.hooks?.revoked?.("failure");
         const e = toGhatError(err, "GitHubUnavailable");
         if (attempts < this.#d.options.maxRevokeAttemptsOnDelete && e.retryable) {
           this.#revokeAttempts.set(key, attempts);
@@ -664,40 +786,69 @@ export class Reconciler {
       }
     }
     for (const s of ours) await this.#d.kube.deleteSecret(ns, s.name);
-    await this.#d.kube.setFinalizer(ns, name, false);
+    await this.#d.kube.setFinalizer(ns, name, false, token.metadata.finalizers);
     log.info({ secrets: ours.map((s) => s.name) }, "Finalized GitHubAppToken");
     this.#forget(key);
+  }
+
+  /** A mint of this token's own (not shared), within ghat's mint limits. */
+  async #mintOwn(key: string, app: ResolvedApp, token: GitHubAppToken): Promise<Minted> {
+    // App and installation budgets are counted per namespace: a tenant that spends its own
+    // budget is held back, and no other tenant of the same App is.
+    const ns = token.metadata.namespace ?? "";
+    const installation = token.status?.installationId ?? JSON.stringify(token.spec.installation);
+    const keys: MintKeys = {
+      token: key,
+      app: `${ns}|${app.cacheKey}`,
+      installation: `${ns}|${app.cacheKey}#${installation}`,
+    };
+    const gate = this.#d.limiter?.check(keys, this.#d.clock.now());
+    if (gate && !gate.allowed) {
+      this.#d.hooks?.throttled?.(gate.reason);
+      throw new GhatError(
+        "Throttled",
+        `the next mint is held back until ${iso(gate.retryAt)} by ghat's mint limit (${gate.reason})`,
+        { retryAt: gate.retryAt },
+      );
+    }
+    const minted = await this.#d.github.mint(app, token);
+    this.#d.limiter?.record(keys, this.#d.clock.now());
+    return minted;
+  }
+
+  /**
+   * A ClusterGitHubApp's policy, checked against what GitHub resolved and granted rather than
+   * what the token named: a repository GitHub redirected to another owner, or an installation
+   * id of another account, must not yield a token. Such a token is revoked at once.
+   */
+  #checkGrant(key: string, app: ResolvedApp, minted: Minted, reused: boolean): void {
+    if (!app.policy) return;
+    const verdict = grantedWithinPolicy(app.policy, {
+      owner: minted.owner,
+      installationId: minted.installationId,
+      repositories: minted.repositories,
+      permissions: minted.permissions,
+    });
+    if (verdict.allowed) return;
+    this.#shared.discard(minted.token);
+    const [namespace = "", name = ""] = key.split("/");
+    if (!reused || !this.#heldElsewhere(namespace, name, minted.token)) {
+      this.#revoker.now(endpointOf(app.spec), minted.token, minted.installationId).catch((err: unknown) => {
+        this.#d.log.warn(
+          { err, key },
+          "Failed to revoke a token outside the policy; it expires within the hour",
+        );
+      });
+    }
+    throw new GhatError(
+      "NotPermitted",
+      `GitHub granted a token outside ClusterGitHubApp "${app.name}"'s policy (${verdict.reason}); it was revoked`,
+    );
   }
 
   /** True when a Secret of another GitHubAppToken in the namespace holds this token. */
   #heldElsewhere(namespace: string, tokenName: string, token: string): boolean {
     return this.#d.source.holders(namespace, tokenHash(token), tokenName) > 0;
-  }
-
-  #revokeLater(
-    namespace: string,
-    tokenName: string,
-    app: ResolvedApp,
-    token: string,
-    installationId: number | undefined,
-  ): void {
-    const after = this.#d.options.revokeSupersededAfterMs;
-    if (after <= 0) return;
-    this.#d.clock.setTimer(after, () => {
-      // A sharer still holding it revokes it when it moves on (its own supersede or delete).
-      if (this.#heldElsewhere(namespace, tokenName, token)) return;
-      this.#shared.discard(token);
-      this.#d.github.revoke(app, token, installationId).then(
-        () => this.#d.hooks?.revoked?.("success"),
-        (err: unknown) => {
-          this.#d.hooks?.revoked?.("failure");
-          this.#d.log.warn(
-            { err },
-            "Failed to revoke a superseded token; it expires by itself within the hour",
-          );
-        },
-      );
-    });
   }
 
   async #event(token: GitHubAppToken, type: "Normal" | "Warning", reason: string, message: string) {
@@ -726,6 +877,9 @@ export class Reconciler {
     this.#d.delivery?.forget(key);
     this.#backoff.delete(key);
     this.#revokeAttempts.delete(key);
+    this.#endpoints.delete(key);
+    this.#revoker.flush(key);
+    this.#d.limiter?.forget(key);
     this.#d.forget(key);
     this.#d.hooks?.expiry?.(key, undefined);
   }
@@ -772,7 +926,7 @@ function decodeSecret(s: ObservedSecretRaw, ownerUid: string): ObservedSecret {
 export function grantShortfall(token: GitHubAppToken, minted: Minted): string[] {
   const out: string[] = [];
   for (const [perm, level] of Object.entries(token.spec.permissions ?? {})) {
-    const got = minted.permissions[perm];
+    const got = Object.hasOwn(minted.permissions, perm) ? minted.permissions[perm] : undefined;
     if (got === undefined) out.push(`${perm} not granted`);
     else if (got !== level && !(level === "read" && (got === "write" || got === "admin")))
       out.push(`${perm}: ${got} instead of ${level}`);
@@ -780,12 +934,42 @@ export function grantShortfall(token: GitHubAppToken, minted: Minted): string[] 
   if (minted.repositories && token.spec.repositories) {
     const granted = new Set(minted.repositories.map((r) => (r.split("/")[1] ?? r).toLowerCase()));
     const missing = token.spec.repositories.filter((r) => !granted.has(r.toLowerCase()));
-    if (missing.length > 0) out.push(`repositories not granted: ${missing.join(", ")}`);
+    if (missing.length > 0) out.push(`repositories not granted: ${summarize(missing)}`);
   }
   return out;
 }
 
 const iso = rfc3339;
+
+/** Most characters of a message written to status or an event from user or remote input. */
+const maxMessage = 2048;
+
+function capMessage(message: string): string {
+  return message.length <= maxMessage
+    ? message
+    : `${message.slice(0, maxMessage)}… (${message.length - maxMessage} more characters)`;
+}
+
+/** A whole value shaped like a GitHub installation token (GitHub's grammar, any length). */
+function isTokenShaped(value: string): boolean {
+  return /^ghs_[A-Za-z0-9._-]{36,4096}$/.test(value);
+}
+
+/** At most ten names, then a count: a status message stays small whatever was asked. */
+function summarize(names: string[]): string {
+  return names.length <= 10
+    ? names.join(", ")
+    : `${names.slice(0, 10).join(", ")} and ${names.length - 10} more`;
+}
+
+/** Only what a revocation needs (no key, no policy). */
+function endpointOf(e: Endpoint): Endpoint {
+  return {
+    baseUrl: e.baseUrl,
+    ...(e.caBundle ? { caBundle: e.caBundle } : {}),
+    ...(e.proxy ? { proxy: e.proxy } : {}),
+  };
+}
 
 function pick(obj: Record<string, unknown>, keys: string[]): Record<string, unknown> {
   return Object.fromEntries(keys.filter((k) => obj[k] !== undefined).map((k) => [k, obj[k]]));

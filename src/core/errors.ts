@@ -32,6 +32,15 @@ export const errorCodes = [
   "NotPermitted",
   /** The Kubernetes API failed in a way that should be retried. */
   "KubernetesError",
+  /**
+   * A remote answer broke a bound: a body over the size cap, a redirect, a token that does not
+   * match GitHub's grammar, an `expires_at` outside the accepted window. Retried with backoff.
+   */
+  "InvalidResponse",
+  /** ghat's own mint limits (per token, per App, per installation) hold the next mint back. */
+  "Throttled",
+  /** A cache or a reconcile step did not finish within its deadline. Retried with backoff. */
+  "Timeout",
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];
@@ -41,6 +50,9 @@ const retryableCodes: ReadonlySet<ErrorCode> = new Set([
   "RateLimited",
   "GitHubUnavailable",
   "KubernetesError",
+  "InvalidResponse",
+  "Throttled",
+  "Timeout",
 ]);
 
 export interface GhatErrorOptions {
@@ -79,18 +91,61 @@ export function toGhatError(err: unknown, fallback: ErrorCode = "KubernetesError
 }
 
 /**
- * Removes anything shaped like a GitHub token, a JWT, a PEM block or an Authorization header.
- * Used on every message that leaves the process (status, events, logs).
+ * Removes anything shaped like a GitHub token, a JWT, a PEM block (also lower-case or
+ * base64-encoded) or an Authorization header. Used on every message that leaves the process
+ * (status, events, logs). A secret is masked as a whole: `-`, `.` and `_` inside it are not
+ * boundaries.
  */
 export function redact(text: string): string {
   return (
     text
-      .replace(/-----BEGIN [A-Z ]+-----[\s\S]*?(-----END [A-Z ]+-----|$)/g, "[REDACTED KEY]")
-      .replace(/\b(gh[opusr]_[A-Za-z0-9._]{20,})/g, "[REDACTED TOKEN]")
-      .replace(/\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/g, "[REDACTED JWT]")
+      .replace(pemBlock, "[REDACTED KEY]")
+      .replace(base64Run, (run) => (isEncodedKey(run) ? "[REDACTED KEY]" : run))
+      .replace(githubToken, "[REDACTED TOKEN]")
+      .replace(jwt, "[REDACTED JWT]")
       // Whole words only: "githubapptokens.ghat.dev" is not a token.
       .replace(/\b(authorization["']?\s*[:=]\s*["']?(?:bearer |token )?)[^\s"',}]{8,}/gi, "$1[REDACTED]")
       .replace(/\b(token["']?\s*[:=]\s*["']?)[^\s"',}]{8,}/gi, "$1[REDACTED]")
       .replace(/\b((?:bearer|token) )(?=[^\s"',}]*[0-9_])[^\s"',}]{8,}/gi, "$1[REDACTED]")
   );
+}
+
+/** PEM armour in any case, up to its END line or, when cut off, the end of the text. */
+const pemBlock = /-----\s*BEGIN[A-Z0-9 ]*-----[\s\S]*?(?:-----\s*END[A-Z0-9 ]*-----|$)/gi;
+
+/**
+ * GitHub tokens (ghs_, gho_, ghu_, ghp_, ghr_, github_pat_). GitHub's grammar is
+ * `[A-Za-z0-9._-]{36,}` after the prefix; 20 keeps a margin for cut-off text.
+ */
+const githubToken = /(?<![A-Za-z0-9])(?:gh[opusr]_|github_pat_)[A-Za-z0-9._-]{20,}/g;
+
+const jwt = /(?<![A-Za-z0-9])eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*/g;
+
+/**
+ * A run of standard base64, possibly wrapped over lines (real or escaped newlines). Either it
+ * starts like "-----BEGIN" encoded, or it is long enough to hold a key and gets decoded.
+ * Runs start at 7 characters (the length of "-----" encoded), so most words are not runs.
+ */
+const base64Run = /[A-Za-z0-9+/]{7,}={0,2}(?:(?:\r?\n|\\r\\n|\\n)[A-Za-z0-9+/]{4,}={0,2})*/g;
+
+/** Base64 of "-----BEGIN" (and of "-----begin"): any alignment of text starting with armour. */
+const encodedArmour = /^LS0tLS1(?:CRUdJTi|iZWdpbi)/;
+
+/** Decoded base64 that is a key: PEM armour, or a long run of base64 text (a PEM body). */
+const decodedKey = /-----\s*(?:BEGIN|END)|PRIVATE KEY|^[A-Za-z0-9+/=\r\n]{48,}$/i;
+
+/** Shortest run worth decoding: the encoded "-----BEGIN RSA PRIVATE KEY-----" is 44. */
+const minEncodedKey = 40;
+
+function isEncodedKey(run: string): boolean {
+  if (encodedArmour.test(run)) return true;
+  const compact = run.replace(/\\r|\\n|\s|=/g, "");
+  if (compact.length < minEncodedKey) return false;
+  // Decoding a prefix is enough to recognise a key; the run may start at any of 4 alignments.
+  const head = compact.slice(0, 480);
+  for (let shift = 0; shift < 4; shift++) {
+    const aligned = head.slice(shift, shift + Math.floor((head.length - shift) / 4) * 4);
+    if (decodedKey.test(Buffer.from(aligned, "base64").toString("latin1"))) return true;
+  }
+  return false;
 }

@@ -16,6 +16,11 @@ export interface GitHubErrorContext {
   installation?: InstallationRef | undefined;
   /** Wait after a secondary rate limit that names no retry-after; default (GitHub's ask) 60 s. */
   secondaryWaitMs?: number | undefined;
+  /**
+   * The API base URL asked (e.g. `https://HOST/api/v3`): names the host in messages and decides
+   * whether a redirect's `Location` is same-origin (only then is it quoted).
+   */
+  baseUrl?: string | undefined;
 }
 
 /** Response headers: a fetch `Headers` or a plain lower-case record. */
@@ -37,10 +42,16 @@ export function isTimeClaimError(status: number, message: string): boolean {
   return status === 401 && /'(Expiration time|Issued at)' claim/i.test(message);
 }
 
+/** How much of GitHub's own `message` (with its `errors`) an error message may quote. */
+export const maxQuotedMessageChars = 200;
+
 /**
  * GitHub's `message` from an error body (`{"message", "documentation_url", "status"}`), with
- * the messages of a validation error's `errors` appended. `json` is false when the body was
- * not GitHub's JSON at all (an HTML page from a wrong URL, a proxy's text).
+ * the messages of a validation error's `errors` appended; `json` is false when the body is
+ * not GitHub's JSON error shape (an HTML page from a wrong URL, a proxy's text). Only GitHub's
+ * JSON `message` is ever quoted, redacted, cut to 200 characters, control characters made
+ * spaces: anything else a server sends (it may be a proxy or an internal host) is not
+ * reflected into status and events.
  */
 export function githubMessage(body: unknown): { message: string; json: boolean } {
   let value = body;
@@ -48,22 +59,45 @@ export function githubMessage(body: unknown): { message: string; json: boolean }
     try {
       value = JSON.parse(body);
     } catch {
-      const text = body.trim();
-      return { message: text.startsWith("<") ? "" : text.slice(0, 200), json: false };
+      return { message: "", json: false };
     }
   }
-  if (value === null || typeof value !== "object") return { message: "", json: false };
+  if (value === null || typeof value !== "object" || Array.isArray(value))
+    return { message: "", json: false };
   const record = value as { message?: unknown; errors?: unknown };
-  const parts = typeof record.message === "string" ? [record.message] : [];
+  if (typeof record.message !== "string") return { message: "", json: false };
+  const parts = [record.message];
   if (Array.isArray(record.errors)) {
-    for (const e of record.errors) {
+    for (const e of record.errors.slice(0, 10)) {
       if (typeof e === "string") parts.push(e);
       else if (e && typeof e === "object" && typeof (e as { message?: unknown }).message === "string") {
         parts.push((e as { message: string }).message);
       }
     }
   }
-  return { message: parts.join("; "), json: typeof record.message === "string" };
+  return { message: quotable(parts.join("; ")), json: true };
+}
+
+/**
+ * Text from a remote answer made safe to quote: control characters (newlines included) become
+ * spaces, credentials are redacted, and it is cut to `max` characters (after redaction, so a
+ * cut never leaves a token's tail behind).
+ */
+export function quotable(text: string, max = maxQuotedMessageChars): string {
+  // A first cut keeps redaction's regular expressions linear on a large body.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
+  const clean = text.slice(0, 4 * max + 1000).replace(/[\u0000-\u001f\u007f]/g, " ");
+  return redact(clean).replace(/ {2,}/g, " ").trim().slice(0, max);
+}
+
+/** The host of an API base URL, for messages; "the GitHub API" when unknown. */
+export function hostOf(url: string | undefined): string {
+  if (url === undefined) return "the GitHub API";
+  try {
+    return new URL(url).host;
+  } catch {
+    return "the configured URL";
+  }
 }
 
 /**
@@ -81,11 +115,19 @@ export function classifyGitHubError(
 ): GhatError {
   const header = (name: string): string | null => readHeader(headers, name);
   const { message, json } = githubMessage(body);
-  const said = redact(message).replace(/\s+/g, " ").trim().slice(0, 300);
+  const said = message.replace(/\s+/g, " ").trim();
   const lower = said.toLowerCase();
-  const answer = `GitHub answered ${status}${said ? ` "${said}"` : ""} to ${context.method} ${context.path}`;
+  const where = `${context.method} ${context.path}`;
+  const empty = body === undefined || body === null || (typeof body === "string" && body.trim() === "");
+  // A body that is not GitHub's JSON is never quoted: it may come from a proxy or an internal host.
+  const answer =
+    json || empty
+      ? `GitHub answered ${status}${said ? ` "${said}"` : ""} to ${where}`
+      : `HTTP ${status} from ${hostOf(context.baseUrl)} (not a GitHub API answer) to ${where}`;
   const error = (code: ErrorCode, summary: string, retryAt?: number) =>
     make(code, `${summary}: ${answer}`, status, retryAt);
+
+  if (status >= 300 && status < 400) return redirect(status, header("location"), context);
 
   if (status === 403 || status === 429) {
     const reset = seconds(header("x-ratelimit-reset"));
@@ -136,15 +178,13 @@ export function classifyGitHubError(
         `GitHub knows no App with ${describeIssuer(context.issuer)}; check the App id or client id (and, for Enterprise Server, the API URL)`,
       );
     }
-    const wrongUrl = json
-      ? ""
-      : " (the answer is not GitHub's JSON: is the API URL right? Enterprise Server uses https://HOST/api/v3)";
     if (installationRoutes.has(context.route)) {
+      const wrongUrl = json ? "" : " (is the API URL right? Enterprise Server uses https://HOST/api/v3)";
       return error("InstallationNotFound", `${describeMissing(context.installation)}${wrongUrl}`);
     }
     return error(
       "InvalidSpec",
-      `GitHub has no such route; check the API URL (Enterprise Server uses https://HOST/api/v3)${wrongUrl}`,
+      "GitHub has no such route; check the API URL (Enterprise Server uses https://HOST/api/v3)",
     );
   }
 
@@ -166,6 +206,50 @@ export function classifyGitHubError(
   if (status === 400) return error("InvalidSpec", "GitHub could not parse the request");
   if (status >= 500) return error("GitHubUnavailable", "GitHub is unavailable");
   return error("GitHubUnavailable", "GitHub gave an unexpected answer");
+}
+
+/**
+ * ghat never follows redirects: a followed redirect carries the App's JWT or a token to
+ * wherever the `Location` points, and once let a token escape a policy to another
+ * organization (a repository transferred there). GitHub answers 301 for a renamed or
+ * transferred repository's installation lookup: the spec must name the new owner/repository.
+ * The `Location` is quoted only when it stays on the API's origin (it may name internal hosts).
+ */
+function redirect(status: number, location: string | null, context: GitHubErrorContext): GhatError {
+  const where = `${context.method} ${context.path}`;
+  const ref = context.installation;
+  if (
+    (status === 301 || status === 308) &&
+    context.route === "apps/get-repo-installation" &&
+    ref !== undefined &&
+    "repository" in ref
+  ) {
+    return make(
+      "InstallationNotFound",
+      `repository ${ref.repository} has moved (GitHub answered ${status}); name its new owner/repository (${where})`,
+      status,
+    );
+  }
+  const target = sameOriginPath(location, context.baseUrl);
+  return make(
+    "InvalidResponse",
+    `${hostOf(context.baseUrl)} answered a redirect (${status}) to ${target ?? "another location"}; ghat does not follow redirects (${where})`,
+    status,
+  );
+}
+
+/** The path (and query) of a `Location` on the base URL's origin, made quotable; else undefined. */
+function sameOriginPath(location: string | null, baseUrl: string | undefined): string | undefined {
+  if (location === null || baseUrl === undefined) return undefined;
+  try {
+    const base = new URL(baseUrl);
+    const url = new URL(location, `${base.origin}${base.pathname.replace(/\/*$/, "/")}`);
+    if (url.origin !== base.origin || url.username || url.password) return undefined;
+    const path = quotable(`${url.pathname}${url.search}`, 200);
+    return path === "" ? undefined : path;
+  } catch {
+    return undefined;
+  }
 }
 
 /** What went wrong when no HTTP answer came: DNS, refused or reset connection, TLS, timeout. */
@@ -266,14 +350,6 @@ function errorCode(err: unknown): string | undefined {
     current = c.cause;
   }
   return undefined;
-}
-
-function hostOf(url: string): string {
-  try {
-    return new URL(url).host;
-  } catch {
-    return "the configured URL";
-  }
 }
 
 function scrubUserinfo(text: string): string {

@@ -2,7 +2,13 @@ import type { Dispatcher } from "undici";
 import { fetch as undiciFetch } from "undici";
 import type { Clock } from "../clock.ts";
 import { GhatError } from "../core/errors.ts";
-import { classifyGitHubError, classifyNetworkError, githubMessage, isTimeClaimError } from "./classify.ts";
+import {
+  classifyGitHubError,
+  classifyNetworkError,
+  githubMessage,
+  hostOf,
+  isTimeClaimError,
+} from "./classify.ts";
 import { createDispatcher } from "./dispatcher.ts";
 import { signAppJwt } from "./jwt.ts";
 import { nextPagePath } from "./link.ts";
@@ -11,6 +17,7 @@ import {
   installationListSchema,
   installationSchema,
   installationTokenSchema,
+  isInstallationToken,
   parseAnswer,
 } from "./schemas.ts";
 import type {
@@ -29,6 +36,20 @@ export const defaultBaseUrl = "https://api.github.com";
 /** Sent explicitly: GitHub's default today, and a newer one changes answers (e.g. 204 → 202). */
 export const defaultApiVersion = "2022-11-28";
 export const defaultTimeoutMs = 10_000;
+/**
+ * The largest answer read, in bytes: GitHub's largest answer ghat asks for (a page of 100
+ * installations, a token naming 500 repositories) is a few hundred KiB. Reading stops there.
+ */
+export const maxResponseBytes = 1024 * 1024;
+/**
+ * The accepted `expires_at` window after the answer's `Date` header. GitHub's tokens live one
+ * hour; a value outside would make ghat mint in a loop (past or seconds ahead) or overflow a
+ * timer (year 9999). The lower bound is an option (a simulator with short-lived tokens).
+ */
+export const minTokenLifetimeMs = 60_000;
+export const maxTokenLifetimeMs = 24 * 3_600_000;
+/** The least `minTokenLifetimeMs` option accepted: a token must outlive its own answer. */
+export const leastTokenLifetimeMs = 1_000;
 
 /** The part of `fetch` the client uses; undici's `fetch` by default, anything alike in tests. */
 export type Fetch = (url: string, init: FetchInit) => Promise<FetchResponse>;
@@ -38,12 +59,19 @@ export interface FetchInit {
   headers: Record<string, string>;
   body?: string;
   signal: AbortSignal;
+  /** Always "manual": a redirect is an answer to classify, never followed (see classify.ts). */
+  redirect: "manual";
   dispatcher?: Dispatcher;
 }
 
 export interface FetchResponse {
   status: number;
   headers: { get(name: string): string | null };
+  /**
+   * The body as a stream (undici's `Response.body`; null when there is none): read up to
+   * `maxResponseBytes`, then cancelled. Fakes without it are read with `text()` instead.
+   */
+  body?: ReadableStream<Uint8Array> | null;
   text(): Promise<string>;
 }
 
@@ -65,6 +93,11 @@ export interface GitHubClientOptions {
   secondaryWaitMs?: number | undefined;
   /** When set, sends `X-GitHub-Stateless-S2S-Token` to force GitHub's new (enabled) or classic token format. */
   tokenFormat?: "enabled" | "disabled" | undefined;
+  /**
+   * Shortest accepted lifetime of a minted token (`expires_at` after the answer's `Date`);
+   * default 1 minute, at least 1 s. Lower it only for a simulator minting short-lived tokens.
+   */
+  minTokenLifetimeMs?: number | undefined;
   /** Called after every HTTP exchange, failed ones included (status 0 when nothing came back). */
   onRequest?: ((info: RequestInfo) => void) | undefined;
   /** Called when an answer about a known installation carries `x-ratelimit-*` headers. */
@@ -135,6 +168,10 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
   const apiVersion = options.apiVersion ?? defaultApiVersion;
   const userAgent = options.userAgent ?? defaultUserAgent();
   const timeoutMs = options.timeoutMs ?? defaultTimeoutMs;
+  const lifetimeFloorMs = Math.min(
+    maxTokenLifetimeMs,
+    Math.max(leastTokenLifetimeMs, options.minTokenLifetimeMs ?? minTokenLifetimeMs),
+  );
   let offsetMs = 0;
 
   async function send(call: Call, authorization: string): Promise<Answer> {
@@ -146,7 +183,12 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
       authorization,
     };
     if (options.tokenFormat) headers["x-github-stateless-s2s-token"] = options.tokenFormat;
-    const init: FetchInit = { method: call.method, headers, signal: AbortSignal.timeout(timeoutMs) };
+    const init: FetchInit = {
+      method: call.method,
+      headers,
+      signal: AbortSignal.timeout(timeoutMs),
+      redirect: "manual",
+    };
     if (call.body !== undefined) {
       headers["content-type"] = "application/json";
       init.body = JSON.stringify(call.body);
@@ -156,11 +198,13 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
     const started = clock.now();
     let status = 0;
     let answer: Answer;
+    let text: string | undefined;
     try {
       const res = await fetchFn(url, init);
-      // The body is read under the same timeout signal.
-      answer = { status: res.status, headers: res.headers, text: await res.text() };
       status = res.status;
+      // The body is read under the same timeout signal.
+      text = await readCapped(res, maxResponseBytes);
+      answer = { status: res.status, headers: res.headers, text: text ?? "" };
     } catch (err) {
       throw classifyNetworkError(err, { ...call, url, timeoutMs });
     } finally {
@@ -170,6 +214,13 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
         status,
         durationMs: clock.now() - started,
       });
+    }
+    if (text === undefined) {
+      throw new GhatError(
+        "InvalidResponse",
+        `${hostOf(base)} answered more than 1 MiB; the answer was discarded (${call.method} ${call.path})`,
+        { status },
+      );
     }
     reportRateLimit(answer.headers, call.installationId);
     return answer;
@@ -204,6 +255,7 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
       issuer,
       installation: call.installation,
       secondaryWaitMs: options.secondaryWaitMs,
+      baseUrl: base,
     });
   }
 
@@ -279,10 +331,22 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
         installation: { id: installationId },
       });
       const t = parseAnswer(installationTokenSchema, answer.text, `POST ${path}`);
+      if (!isInstallationToken(t.token)) {
+        throw new GhatError(
+          "InvalidResponse",
+          `GitHub answered a token that does not match GitHub's token format; it was discarded (POST ${path})`,
+        );
+      }
+      const expiresAt = acceptedExpiry(
+        t.expires_at,
+        answer.headers.get("date"),
+        clock.now(),
+        lifetimeFloorMs,
+      );
       const named = body.repositories !== undefined || body.repository_ids !== undefined;
       return {
         token: t.token,
-        expiresAt: localExpiry(Date.parse(t.expires_at), answer.headers.get("date"), clock.now()),
+        expiresAt: localExpiry(expiresAt, answer.headers.get("date"), clock.now()),
         permissions: t.permissions ?? {},
         repositorySelection: t.repository_selection ?? (named ? "selected" : "all"),
         ...(t.repositories
@@ -345,7 +409,7 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
       if (parts.length !== 2 || !owner || !repo) {
         throw new GhatError("InvalidSpec", `"${repository.slice(0, 200)}" is not an owner/repo name`);
       }
-      // A renamed repository answers 301 to its new location; fetch follows it (same host).
+      // A renamed or transferred repository answers 301: refused, never followed (classify.ts).
       const path = `/repos/${encodeURIComponent(owner)}/${encodeURIComponent(repo)}/installation`;
       const answer = await asApp(app, {
         route: "apps/get-repo-installation",
@@ -380,7 +444,69 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
   };
 }
 
-/** The JWT's `iss`: the numeric App id when known (Enterprise Server < 3.14 takes only that), else the client id. */
+/**
+ * Reads a body up to `limit` bytes; undefined when it is longer (the rest is not read: the
+ * stream is cancelled, which drops the connection). A declared `content-length` over the
+ * limit is refused before reading.
+ */
+export async function readCapped(res: FetchResponse, limit: number): Promise<string | undefined> {
+  const stream = res.body;
+  if (stream === undefined) {
+    const text = await res.text();
+    return Buffer.byteLength(text) > limit ? undefined : text;
+  }
+  if (stream === null) return "";
+  const reader = stream.getReader();
+  const discard = async () => {
+    await reader.cancel().catch(() => undefined);
+    return undefined;
+  };
+  const declared = Number(res.headers.get("content-length") ?? "");
+  if (Number.isFinite(declared) && declared > limit) return discard();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limit) return discard();
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, total).toString("utf8");
+}
+
+/**
+ * A minted token's `expires_at` in epoch ms, accepted only between `minMs` (default 1 minute)
+ * and 24 hours after the answer's `Date` header (this machine's clock when there is none or it
+ * is unreadable).
+ */
+export function acceptedExpiry(
+  expiresAt: string,
+  dateHeader: string | null,
+  nowMs: number,
+  minMs: number = minTokenLifetimeMs,
+): number {
+  const at = Date.parse(expiresAt);
+  const githubNow = Date.parse(dateHeader ?? "");
+  const reference = Number.isFinite(githubNow) ? githubNow : nowMs;
+  const ahead = at - reference;
+  if (!Number.isFinite(at) || !(ahead >= minMs && ahead <= maxTokenLifetimeMs)) {
+    const after = Number.isFinite(githubNow) ? "its Date header" : "this machine's clock (no Date header)";
+    throw new GhatError(
+      "InvalidResponse",
+      `GitHub answered expires_at ${expiresAt.slice(0, 40)}, outside ${duration(minMs)}–${duration(maxTokenLifetimeMs)} after ${after} (${new Date(reference).toISOString()})`,
+    );
+  }
+  return at;
+}
+
+/** `60000` → "1m", `86400000` → "24h", `1500` → "1.5s". */
+function duration(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${ms / 1000}s`;
+}
+
 /**
  * expires_at is on GitHub's clock. When GitHub's clock is ahead of ours (its Date header),
  * the token dies earlier on ours: move the expiry back by the difference, so refresh and
@@ -395,6 +521,7 @@ export function localExpiry(expiresAt: number, dateHeader: string | null, nowMs:
   return aheadMs > 1_000 ? Math.floor((expiresAt - aheadMs) / 1_000) * 1_000 : expiresAt;
 }
 
+/** The JWT's `iss`: the numeric App id when known (Enterprise Server < 3.14 takes only that), else the client id. */
 function issuerOf(app: AppCredentials): string | number {
   if (app.appId !== undefined) return positiveId(app.appId, "App id");
   const clientId = app.clientId?.trim();

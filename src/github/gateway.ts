@@ -13,6 +13,8 @@ export interface GatewayOptions {
   log: Logger;
   timeoutMs: number;
   secondaryWaitMs?: number | undefined;
+  /** Shortest token lifetime accepted from a server (see client.ts `acceptedExpiry`). */
+  minTokenLifetimeMs?: number | undefined;
   userAgent?: string;
   onRequest?: GitHubClientOptions["onRequest"];
   onRateLimit?: GitHubClientOptions["onRateLimit"];
@@ -41,6 +43,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         clock: options.clock,
         timeoutMs: options.timeoutMs,
         secondaryWaitMs: options.secondaryWaitMs,
+        minTokenLifetimeMs: options.minTokenLifetimeMs,
         userAgent: options.userAgent,
         onRequest: options.onRequest,
         onRateLimit: options.onRateLimit,

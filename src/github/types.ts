@@ -44,7 +44,7 @@ export interface MintRequest {
 }
 
 export interface MintedToken {
-  /** Opaque: classic `ghs_` + 36 characters, or the ~520-character stateless format. */
+  /** Opaque: classic `ghs_` + 36 characters, or the ~520-character stateless format; always of GitHub's grammar (`isInstallationToken`). */
   token: string;
   /** Epoch ms, from the server's `expires_at` (never computed locally). */
   expiresAt: number;

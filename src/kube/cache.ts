@@ -1,16 +1,12 @@
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-} from "@kubernetes/client-node";
+import { CoreV1Api, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
 import { group, version } from "../api/meta.ts";
 import type { Clock } from "../clock.ts";
+import { GhatError } from "../core/errors.ts";
 import { annotations, labels, managedByValue } from "../core/outputs.ts";
 import type { Logger } from "../log.ts";
 import { Informer } from "./informer.ts";
 import { call } from "./kube.ts";
+import { SecretDataCache, type SecretView } from "./secrets.ts";
 
 export type Kind = "GitHubAppToken" | "GitHubApp" | "ClusterGitHubApp" | "Secret" | "KeySecret" | "Namespace";
 
@@ -20,27 +16,45 @@ export interface CacheOptions {
   log: Logger;
   /** Namespaces to watch for GitHubAppTokens and GitHubApps; empty means all. */
   namespaces: readonly string[];
+  /**
+   * Where ClusterGitHubApps' key Secrets live. Without it a ClusterGitHubApp's key is taken to
+   * be referenced in every namespace (watches are then closed less eagerly, never wrongly).
+   */
+  operatorNamespace?: string;
   onChange: (kind: Kind, obj: KubernetesObject, event: "add" | "update" | "delete") => void;
   onResync?: (kind: Kind) => void;
+  /** Deadline of each list page request (default 30 s). */
+  listTimeoutMs?: number;
+  /** A watch quiet for this long (+ jitter) is restarted (default 5 min). */
+  watchIdleMs?: number;
+  /** How long a reconcile waits for a new key-Secret watch's first list (default 10 s). */
+  keySyncTimeoutMs?: number;
+  /** Bounds of the owned-Secret data cache. */
+  secretData?: { maxEntryBytes?: number; maxTotalBytes?: number };
 }
 
-type Obj = KubernetesObject & { data?: Record<string, string> };
+type Obj = KubernetesObject & { data?: Record<string, string>; type?: string };
 
 /**
- * The informer caches ghat reads from: its three kinds, the Secrets it manages (by label),
- * namespaces (for policy selectors), and one narrow watch per referenced private-key Secret
- * (field selector on its name), so key rotation is seen at once without watching every Secret.
+ * The informer caches ghat reads from: its three kinds, the Secrets it manages (by label,
+ * metadata only: their data is read on demand, see secret()), namespaces (for policy
+ * selectors), and one narrow watch per private-key Secret that some App references (field
+ * selector on its name), so key rotation is seen at once without watching every Secret.
  */
 export class ClusterCache {
   readonly #o: CacheOptions;
   readonly #core: CoreV1Api;
-  readonly #custom: CustomObjectsApi;
   readonly #tokens: Informer<Obj>[] = [];
   readonly #apps: Informer<Obj>[] = [];
   readonly #clusterApps: Informer<Obj>;
   readonly #secrets: Informer<Obj>[] = [];
   readonly #namespaces: Informer<Obj>;
   readonly #keySecrets = new Map<string, Informer<Obj>>();
+  readonly #data: SecretDataCache;
+  /** Key Secret ("namespace/name", or "*\/name" for a ClusterGitHubApp without operatorNamespace) of each App. */
+  readonly #appKeys = new Map<string, string>();
+  /** How many Apps reference each key Secret id. */
+  readonly #keyRefs = new Map<string, number>();
   /** Namespaces whose delete event was seen (until one of that name is added again). */
   readonly #deletedNamespaces = new Set<string>();
   #started = false;
@@ -48,45 +62,48 @@ export class ClusterCache {
   constructor(options: CacheOptions) {
     this.#o = options;
     this.#core = options.kubeConfig.makeApiClient(CoreV1Api);
-    this.#custom = options.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#data = new SecretDataCache(options.secretData);
     const scopes = options.namespaces.length === 0 ? [undefined] : options.namespaces;
     const selector = `${labels.managedBy}=${managedByValue}`;
     for (const ns of scopes) {
       this.#tokens.push(this.#customInformer("GitHubAppToken", "githubapptokens", ns));
       this.#apps.push(this.#customInformer("GitHubApp", "githubapps", ns));
+      // Metadata only: anyone may put this label on a Secret, and their data is not ours to hold.
       this.#secrets.push(
-        this.#informer(
-          "Secret",
-          ns ? `/api/v1/namespaces/${ns}/secrets` : "/api/v1/secrets",
-          async () =>
-            asList(
-              ns
-                ? await this.#core.listNamespacedSecret({ namespace: ns, labelSelector: selector })
-                : await this.#core.listSecretForAllNamespaces({ labelSelector: selector }),
-            ),
-          { labelSelector: selector },
-        ),
+        this.#informer("Secret", ns ? `/api/v1/namespaces/${ns}/secrets` : "/api/v1/secrets", {
+          resource: `Secrets labelled ${selector}${ns ? ` in ${ns}` : ""}`,
+          labelSelector: selector,
+          metadataOnly: true,
+        }),
       );
     }
     this.#clusterApps = this.#customInformer("ClusterGitHubApp", "clustergithubapps", undefined);
-    this.#namespaces = this.#informer("Namespace", "/api/v1/namespaces", async () =>
-      asList(await this.#core.listNamespace()),
-    );
+    this.#namespaces = this.#informer("Namespace", "/api/v1/namespaces", { resource: "Namespaces" });
   }
 
-  async start(): Promise<void> {
+  /** Starts every informer and waits for their first lists (at most `syncTimeoutMs`, when given). */
+  async start(syncTimeoutMs?: number): Promise<void> {
     this.#started = true;
-    const all = this.#all();
-    for (const i of all) i.start();
-    await Promise.all(all.map((i) => i.waitForSync()));
+    for (const i of this.#all()) i.start();
+    await this.waitForSync(syncTimeoutMs);
+  }
+
+  /**
+   * Resolves once every informer has its first list; with a deadline, rejects with a GhatError
+   * "Timeout" naming a cache that is not synced by then.
+   */
+  async waitForSync(timeoutMs?: number): Promise<void> {
+    await Promise.all(this.#main().map((i) => i.waitForSync(timeoutMs)));
   }
 
   async stop(): Promise<void> {
+    this.#started = false;
     await Promise.all(this.#all().map((i) => i.stop()));
   }
 
+  /** Every main cache has its first list (key-Secret watches are waited for by their readers). */
   get synced(): boolean {
-    return this.#all().every((i) => i.synced);
+    return this.#main().every((i) => i.synced);
   }
 
   token(namespace: string, name: string): Obj | undefined {
@@ -101,7 +118,8 @@ export class ClusterCache {
     return kind === "GitHubApp" ? find(this.#apps, name, namespace) : this.#clusterApps.get(name);
   }
 
-  managedSecret(namespace: string, name: string): Obj | undefined {
+  /** A managed Secret's metadata (labels, annotations, owner references, resourceVersion; no data). */
+  managedSecretMetadata(namespace: string, name: string): Obj | undefined {
     return find(this.#secrets, name, namespace);
   }
 
@@ -129,34 +147,124 @@ export class ClusterCache {
     )) as Obj | undefined;
   }
 
+  /**
+   * A Secret with its data: metadata from the managed cache, data from a GET, kept per
+   * resourceVersion when a GitHubAppToken owns the Secret and it is small (see SecretDataCache).
+   * A Secret not in the managed cache is read from the API server (to detect name conflicts).
+   */
+  async secret(namespace: string, name: string): Promise<SecretView | undefined> {
+    const meta = this.managedSecretMetadata(namespace, name);
+    if (meta?.metadata) {
+      const hit = this.#data.get(namespace, name, meta.metadata.resourceVersion ?? "");
+      if (hit)
+        return {
+          type: hit.type,
+          metadata: meta.metadata as NonNullable<SecretView["metadata"]>,
+          data: hit.data,
+        };
+    }
+    const full = await this.readSecret(namespace, name);
+    if (!full) return undefined;
+    delete full.metadata?.managedFields;
+    // Only a Secret the metadata cache sees can be kept: its updates and deletes drop the entry.
+    if (meta) this.#data.set(full as SecretView);
+    return full as SecretView;
+  }
+
+  /** Owned-Secret data kept now (entries and decoded bytes), for tests and metrics. */
+  secretDataCached(): { entries: number; bytes: number } {
+    return { entries: this.#data.size, bytes: this.#data.bytes };
+  }
+
   namespaceLabels(namespace: string): Record<string, string> {
     return this.#namespaces.get(namespace)?.metadata?.labels ?? {};
   }
 
   /**
-   * A private-key Secret's data (base64 values). The first call for a Secret starts a watch
-   * on it (field selector on its name) and waits for that watch's first list.
+   * A private-key Secret's data (base64 values). The first call for a Secret some App references
+   * starts a watch on it (field selector on its name) and waits at most `keySyncTimeoutMs` for
+   * that watch's first list; a Secret no App references is read once, without a watch.
    */
   async keySecret(namespace: string, name: string): Promise<Record<string, string> | undefined> {
+    if (!isObjectName(name))
+      throw new GhatError(
+        "InvalidSpec",
+        `"${name}" is not a valid Secret name (lowercase letters, digits, "-" and ".", at most 253 characters)`,
+      );
     const id = `${namespace}/${name}`;
     let informer = this.#keySecrets.get(id);
     // A namespace seen deleted (a late reconcile of its tokens) gets no new watch.
     if (!informer && this.#deletedNamespaces.has(namespace)) return undefined;
     if (!informer) {
-      informer = this.#informer(
-        "KeySecret",
-        `/api/v1/namespaces/${namespace}/secrets`,
-        async () =>
-          asList(
-            await this.#core.listNamespacedSecret({ namespace, fieldSelector: `metadata.name=${name}` }),
-          ),
-        { fieldSelector: `metadata.name=${name}` },
-      );
+      if (!this.#referenced(namespace, name)) return (await this.readSecret(namespace, name))?.data;
+      const fieldSelector = `metadata.name=${name}`;
+      informer = this.#informer("KeySecret", `/api/v1/namespaces/${namespace}/secrets`, {
+        resource: `Secret ${id}`,
+        fieldSelector,
+        // A selector the server refuses will be refused again: stop, and tell the reader.
+        fatalStatuses: [400],
+      });
       this.#keySecrets.set(id, informer);
       if (this.#started) informer.start();
     }
-    if (!informer.synced) await informer.waitForSync();
+    if (!informer.synced) {
+      try {
+        await informer.waitForSync(this.#o.keySyncTimeoutMs ?? 10_000);
+      } catch (err) {
+        // Closed meanwhile (its App changed key or went away): one read answers this reader.
+        if (this.#keySecrets.get(id) !== informer) return (await this.readSecret(namespace, name))?.data;
+        const failed = informer.failed;
+        if (failed) {
+          this.#keySecrets.delete(id);
+          void informer.stop();
+          throw new GhatError(
+            "PrivateKeyNotFound",
+            `Secret "${name}" in namespace "${namespace}" cannot be watched: ${failed.message}`,
+            { ...(failed.status === undefined ? {} : { status: failed.status }) },
+          );
+        }
+        throw err;
+      }
+    }
     return informer.get(name, namespace)?.data;
+  }
+
+  /** Counts App -> key Secret references, and closes a key watch no App references any more. */
+  #trackApp(kind: "GitHubApp" | "ClusterGitHubApp", obj: Obj, event: "add" | "update" | "delete"): void {
+    const ns = obj.metadata?.namespace ?? "";
+    const app = `${kind}/${ns}/${obj.metadata?.name ?? ""}`;
+    const keyName = (obj as { spec?: { privateKeySecretRef?: { name?: unknown } } }).spec?.privateKeySecretRef
+      ?.name;
+    const keyNs = kind === "GitHubApp" ? ns : (this.#o.operatorNamespace ?? "*");
+    const next = event !== "delete" && typeof keyName === "string" ? `${keyNs}/${keyName}` : undefined;
+    const before = this.#appKeys.get(app);
+    if (before === next) return;
+    if (next === undefined) this.#appKeys.delete(app);
+    else {
+      this.#appKeys.set(app, next);
+      this.#keyRefs.set(next, (this.#keyRefs.get(next) ?? 0) + 1);
+    }
+    if (before === undefined) return;
+    const left = (this.#keyRefs.get(before) ?? 1) - 1;
+    if (left > 0) {
+      this.#keyRefs.set(before, left);
+      return;
+    }
+    this.#keyRefs.delete(before);
+    const [beforeNs = "", ...rest] = before.split("/");
+    const beforeName = rest.join("/");
+    for (const [id, informer] of this.#keySecrets) {
+      const [wNs = "", ...wRest] = id.split("/");
+      const wName = wRest.join("/");
+      if (wName !== beforeName || (beforeNs !== "*" && wNs !== beforeNs)) continue;
+      if (this.#referenced(wNs, wName)) continue;
+      this.#keySecrets.delete(id);
+      void informer.stop();
+    }
+  }
+
+  #referenced(namespace: string, name: string): boolean {
+    return (this.#keyRefs.get(`${namespace}/${name}`) ?? 0) > 0 || (this.#keyRefs.get(`*/${name}`) ?? 0) > 0;
   }
 
   /** A deleted namespace's key-Secret watches would otherwise fail and restart for ever. */
@@ -175,41 +283,38 @@ export class ClusterCache {
     return [...this.#keySecrets.keys()].filter((id) => id.startsWith(`${namespace}/`)).length;
   }
 
+  #main(): Informer<Obj>[] {
+    return [...this.#tokens, ...this.#apps, this.#clusterApps, ...this.#secrets, this.#namespaces];
+  }
+
   #all(): Informer<Obj>[] {
-    return [
-      ...this.#tokens,
-      ...this.#apps,
-      this.#clusterApps,
-      ...this.#secrets,
-      this.#namespaces,
-      ...this.#keySecrets.values(),
-    ];
+    return [...this.#main(), ...this.#keySecrets.values()];
   }
 
   #customInformer(kind: Kind, plural: string, namespace: string | undefined): Informer<Obj> {
     const path = namespace
       ? `/apis/${group}/${version}/namespaces/${namespace}/${plural}`
       : `/apis/${group}/${version}/${plural}`;
-    return this.#informer(kind, path, async () =>
-      asList(
-        namespace
-          ? await this.#custom.listNamespacedCustomObject({ group, version, namespace, plural })
-          : await this.#custom.listClusterCustomObject({ group, version, plural }),
-      ),
-    );
+    return this.#informer(kind, path, { resource: namespace ? `${plural} in ${namespace}` : plural });
   }
 
   #informer(
     kind: Kind,
     path: string,
-    list: () => Promise<KubernetesListObject<Obj>>,
-    selectors: { labelSelector?: string; fieldSelector?: string } = {},
+    extra: {
+      resource: string;
+      labelSelector?: string;
+      fieldSelector?: string;
+      metadataOnly?: boolean;
+      fatalStatuses?: readonly number[];
+    },
   ): Informer<Obj> {
     return new Informer<Obj>({
       kubeConfig: this.#o.kubeConfig,
       path,
-      list,
-      ...selectors,
+      ...extra,
+      ...(this.#o.listTimeoutMs === undefined ? {} : { listTimeoutMs: this.#o.listTimeoutMs }),
+      ...(this.#o.watchIdleMs === undefined ? {} : { watchIdleMs: this.#o.watchIdleMs }),
       clock: this.#o.clock,
       log: this.#o.log,
       onChange: (obj, event) => {
@@ -217,6 +322,15 @@ export class ClusterCache {
           const name = obj.metadata?.name ?? "";
           if (event === "delete") this.#forgetNamespace(name);
           else this.#deletedNamespaces.delete(name);
+        } else if (kind === "Secret") {
+          const m = obj.metadata;
+          this.#data.drop(
+            m?.namespace ?? "",
+            m?.name ?? "",
+            event === "delete" ? undefined : m?.resourceVersion,
+          );
+        } else if (kind === "GitHubApp" || kind === "ClusterGitHubApp") {
+          this.#trackApp(kind, obj, event);
         }
         this.#o.onChange(kind, obj, event);
       },
@@ -233,13 +347,24 @@ function find(informers: Informer<Obj>[], name: string, namespace: string): Obj 
   return undefined;
 }
 
-/** client-node lists are typed per kind; the informer only needs items and metadata. */
-function asList(list: unknown): KubernetesListObject<Obj> {
-  const l = list as { items?: Obj[]; metadata?: { resourceVersion?: string } };
+/** A DNS subdomain (RFC 1123), what the API server accepts as a Secret's name. */
+export function isObjectName(name: string): boolean {
+  return (
+    name.length > 0 &&
+    name.length <= 253 &&
+    /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(name)
+  );
+}
+
+/** The TokenSource the reconciler reads managed objects through (see src/controller/reconciler.ts). */
+export function tokenSource(cache: ClusterCache): {
+  token(namespace: string, name: string): unknown;
+  secret(namespace: string, name: string): Promise<SecretView | undefined>;
+  holders(namespace: string, tokenHash: string, exceptToken: string): number;
+} {
   return {
-    apiVersion: "v1",
-    kind: "List",
-    items: l.items ?? [],
-    metadata: l.metadata ?? {},
-  } as KubernetesListObject<Obj>;
+    token: (ns, name) => cache.token(ns, name),
+    secret: (ns, name) => cache.secret(ns, name),
+    holders: (ns, hash, exceptToken) => cache.secretsHolding(ns, hash, exceptToken),
+  };
 }

@@ -1,22 +1,43 @@
-import {
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-  ListWatch,
-  Watch,
-} from "@kubernetes/client-node";
+import { STATUS_CODES } from "node:http";
+import { createInterface } from "node:readline";
+import { Readable } from "node:stream";
+import { HttpMethod, type KubeConfig, type KubernetesObject, RequestContext } from "@kubernetes/client-node";
+import { fetch } from "undici";
 import type { Clock } from "../clock.ts";
+import { GhatError } from "../core/errors.ts";
 import type { Logger } from "../log.ts";
+import { observerOf, resourceOf } from "./instrument.ts";
+
+/** Accept headers that make the API server send only metadata (no Secret data, no spec). */
+export const metadataListAccept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+export const metadataWatchAccept = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
 
 export interface InformerOptions<T extends KubernetesObject> {
   kubeConfig: KubeConfig;
-  /** Watch path, e.g. /api/v1/secrets or /apis/ghat.dev/v1alpha1/githubapptokens. */
+  /** Collection path, e.g. /api/v1/secrets or /apis/ghat.dev/v1alpha1/githubapptokens. */
   path: string;
-  list: () => Promise<KubernetesListObject<T>>;
+  /** Names the cache in messages ("secrets", "githubapps in ns"); defaults to the path. */
+  resource?: string;
   labelSelector?: string;
   fieldSelector?: string;
+  /** List and watch PartialObjectMetadata: the cache holds metadata only. */
+  metadataOnly?: boolean;
+  /** Items per list page (client-go's reflector pages by 500). */
+  pageSize?: number;
+  /** Deadline of each list page request; a list that hangs is abandoned and retried. */
+  listTimeoutMs?: number;
+  /**
+   * A watch that delivers no event and no bookmark for this long (plus up to 10% jitter) is
+   * restarted; it is also the watch's server-side timeoutSeconds.
+   */
+  watchIdleMs?: number;
+  /** Statuses after which retrying cannot help (400 on a field selector): the informer stops. */
+  fatalStatuses?: readonly number[];
+  /** Backoff bounds of failed lists and watches. */
+  backoffMs?: { initial: number; max: number };
   clock: Clock;
   log: Logger;
+  random?: () => number;
   /** Called with every added, updated or deleted object. */
   onChange: (obj: T, event: "add" | "update" | "delete") => void;
   /** Called after each (re)list, so missed deletes can be reconciled. */
@@ -24,107 +45,420 @@ export interface InformerOptions<T extends KubernetesObject> {
   onError?: (err: unknown) => void;
 }
 
+interface WatchEvent<T> {
+  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+  object: T & { code?: number; message?: string; reason?: string };
+}
+
+/** A 410 Gone: the resourceVersion is too old, list again. */
+class Expired extends Error {}
+
 /**
- * A client-node ListWatch that is restarted with backoff when it stops on an error
- * (client-node only relists by itself on 410 Gone). `synced` resolves after the first list.
+ * A reflector in the manner of client-go's: lists in pages (each page with its own deadline),
+ * then watches from the list's resourceVersion with bookmarks, restarts a watch that goes quiet,
+ * relists on 410 Gone, and retries everything else with capped exponential backoff. Its own
+ * code rather than client-node's ListWatch, which has no list timeout, no paging, no bookmarks
+ * and no way to ask for metadata only.
+ * @see https://github.com/kubernetes/client-go/blob/master/tools/cache/reflector.go
  */
 export class Informer<T extends KubernetesObject> {
-  readonly #opts: InformerOptions<T>;
-  readonly #lw: ListWatch<T>;
+  readonly #o: InformerOptions<T>;
+  readonly #store = new Map<string, T>();
+  /** The store by namespace, so list(namespace) does not scan every object. */
+  readonly #byNamespace = new Map<string, Map<string, T>>();
+  readonly #resource: string;
+  #running = false;
   #stopped = false;
   #failures = 0;
-  #cancelRestart: (() => void) | undefined;
   #synced = false;
-  #syncWaiters: (() => void)[] = [];
+  #fatal: GhatError | undefined;
+  #syncWaiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+  /** Aborts the request in flight and wakes a backoff sleep. */
+  #abort: AbortController | undefined;
+  #wake: (() => void) | undefined;
+  #loop: Promise<void> | undefined;
 
   constructor(options: InformerOptions<T>) {
-    this.#opts = options;
-    this.#lw = new ListWatch<T>(
-      options.path,
-      new Watch(options.kubeConfig),
-      async () => {
-        const list = await options.list();
-        for (const item of list.items) trim(item);
-        this.#failures = 0;
-        // ListWatch fills its cache right after this promise settles; setImmediate runs after that.
-        setImmediate(() => {
-          this.#markSynced();
-          options.onResync?.();
-        });
-        return list;
-      },
-      false,
-      options.labelSelector,
-      options.fieldSelector,
-    );
-    // The cache holds the very objects these handlers get: trimming here trims the cache.
-    this.#lw.on("add", (o) => options.onChange(trim(o), "add"));
-    this.#lw.on("update", (o) => options.onChange(trim(o), "update"));
-    this.#lw.on("delete", (o) => options.onChange(o, "delete"));
-    this.#lw.on("error", (err) => this.#restart(err));
+    this.#o = options;
+    this.#resource = options.resource ?? options.path;
   }
 
+  /** True once the first list has filled the cache. */
   get synced(): boolean {
     return this.#synced;
   }
 
-  /** Starts listing and watching; errors restart it with backoff. */
+  /** The error that stopped this informer for good (a 400 on its selector), if any. */
+  get failed(): GhatError | undefined {
+    return this.#fatal;
+  }
+
+  get resource(): string {
+    return this.#resource;
+  }
+
+  /** Starts listing and watching in the background; errors are retried with backoff. */
   start(): void {
+    if (this.#running) return;
+    this.#running = true;
     this.#stopped = false;
-    this.#lw.start().catch((err: unknown) => this.#restart(err));
+    this.#loop = this.#run();
   }
 
-  /** Resolves once the first list has filled the cache. */
-  waitForSync(): Promise<void> {
+  /**
+   * Resolves once the first list has filled the cache. With a deadline, rejects with a
+   * GhatError "Timeout" after it; rejects at once when the informer failed for good or stopped.
+   */
+  waitForSync(timeoutMs?: number): Promise<void> {
     if (this.#synced) return Promise.resolve();
-    return new Promise((resolve) => this.#syncWaiters.push(resolve));
-  }
-
-  #markSynced(): void {
-    this.#synced = true;
-    for (const resolve of this.#syncWaiters.splice(0)) resolve();
+    if (this.#fatal) return Promise.reject(this.#fatal);
+    return new Promise<void>((resolve, reject) => {
+      let cancel: (() => void) | undefined;
+      const waiter = {
+        resolve: () => {
+          cancel?.();
+          resolve();
+        },
+        reject: (e: unknown) => {
+          cancel?.();
+          reject(e);
+        },
+      };
+      this.#syncWaiters.push(waiter);
+      if (timeoutMs !== undefined && Number.isFinite(timeoutMs)) {
+        cancel = this.#o.clock.setTimer(timeoutMs, () => {
+          this.#syncWaiters = this.#syncWaiters.filter((w) => w !== waiter);
+          reject(
+            new GhatError(
+              "Timeout",
+              `cache of ${this.#resource} not synced after ${Math.round(timeoutMs / 1000)}s`,
+            ),
+          );
+        });
+      }
+    });
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#cancelRestart?.();
-    await this.#lw.stop();
+    this.#running = false;
+    this.#abort?.abort();
+    this.#wake?.();
+    this.#rejectWaiters(new GhatError("Timeout", `cache of ${this.#resource} stopped before it synced`));
+    await this.#loop;
   }
 
   get(name: string, namespace?: string): T | undefined {
-    return this.#lw.get(name, namespace);
+    return this.#store.get(keyOf(namespace, name));
   }
 
   list(namespace?: string): readonly T[] {
-    return this.#lw.list(namespace);
+    if (namespace === undefined) return [...this.#store.values()];
+    return [...(this.#byNamespace.get(namespace)?.values() ?? [])];
   }
 
-  #restart(err: unknown): void {
-    if (this.#stopped) return;
+  #put(key: string, o: T): void {
+    this.#store.set(key, o);
+    const ns = o.metadata?.namespace ?? "";
+    const m = this.#byNamespace.get(ns) ?? new Map<string, T>();
+    this.#byNamespace.set(ns, m);
+    m.set(key, o);
+  }
+
+  #remove(key: string): void {
+    const o = this.#store.get(key);
+    if (!o) return;
+    this.#store.delete(key);
+    const ns = o.metadata?.namespace ?? "";
+    const m = this.#byNamespace.get(ns);
+    m?.delete(key);
+    if (m?.size === 0) this.#byNamespace.delete(ns);
+  }
+
+  get size(): number {
+    return this.#store.size;
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopped) {
+      try {
+        const rv = await this.#list();
+        this.#failures = 0;
+        await this.#watch(rv);
+      } catch (err) {
+        if (this.#stopped) break;
+        if (err instanceof Expired) continue;
+        const status = statusOf(err);
+        if (status !== undefined && this.#o.fatalStatuses?.includes(status)) {
+          this.#fail(err, status);
+          break;
+        }
+        await this.#backoff(err, status);
+      }
+    }
+  }
+
+  #fail(err: unknown, status: number): void {
+    this.#fatal = new GhatError(
+      "InvalidSpec",
+      `the API server refused to list ${this.#resource}: HTTP ${status}${messageOf(err) ? `: ${messageOf(err)}` : ""}`,
+      { status },
+    );
+    this.#o.onError?.(err);
+    this.#o.log.warn({ path: this.#o.path, status }, "Stopped informer after a permanent error");
+    this.#running = false;
+    this.#stopped = true;
+    this.#rejectWaiters(this.#fatal);
+  }
+
+  async #backoff(err: unknown, status: number | undefined): Promise<void> {
     this.#failures++;
-    this.#opts.onError?.(err);
-    const delay = Math.min(30_000, 500 * 2 ** Math.min(6, this.#failures - 1));
-    const e = err as { code?: unknown; statusCode?: unknown; message?: unknown };
-    const status = e?.code ?? e?.statusCode;
-    const level = this.#failures > 3 ? "warn" : "info";
-    this.#opts.log[level](
-      {
-        path: this.#opts.path,
-        failures: this.#failures,
-        retryInMs: delay,
-        status,
-        reason: String(e?.message ?? err)
-          .split("\n")[0]
-          ?.slice(0, 200),
-      },
+    this.#o.onError?.(err);
+    const { initial, max } = this.#o.backoffMs ?? { initial: 500, max: 30_000 };
+    const base = Math.min(max, initial * 2 ** Math.min(16, this.#failures - 1));
+    const delay = Math.round(base * (0.8 + 0.4 * (this.#o.random ?? Math.random)()));
+    this.#o.log[this.#failures > 3 ? "warn" : "info"](
+      { path: this.#o.path, failures: this.#failures, retryInMs: delay, status, reason: messageOf(err) },
       "Restarting informer after error",
     );
-    this.#cancelRestart?.();
-    this.#cancelRestart = this.#opts.clock.setTimer(delay, () => {
-      if (this.#stopped) return;
-      this.#lw.start().catch((e: unknown) => this.#restart(e));
+    await new Promise<void>((resolve) => {
+      const cancel = this.#o.clock.setTimer(delay, () => {
+        this.#wake = undefined;
+        resolve();
+      });
+      this.#wake = () => {
+        cancel();
+        this.#wake = undefined;
+        resolve();
+      };
     });
   }
+
+  /** Lists every page, then replaces the store, reporting the differences. Returns the list's resourceVersion. */
+  async #list(): Promise<string> {
+    const fresh = new Map<string, T>();
+    let token: string | undefined;
+    let rv = "";
+    do {
+      const query: Record<string, string | undefined> = {
+        limit: String(this.#o.pageSize ?? 500),
+        continue: token,
+        labelSelector: this.#o.labelSelector,
+        fieldSelector: this.#o.fieldSelector,
+      };
+      const timeoutMs = this.#o.listTimeoutMs ?? 30_000;
+      const body = (await this.#request(
+        query,
+        this.#o.metadataOnly ? metadataListAccept : undefined,
+        timeoutMs,
+        "list",
+      )) as {
+        items?: T[];
+        metadata?: { resourceVersion?: string; continue?: string };
+      };
+      for (const item of body.items ?? []) {
+        trim(item);
+        fresh.set(keyOf(item.metadata?.namespace, item.metadata?.name ?? ""), item);
+      }
+      rv = body.metadata?.resourceVersion ?? rv;
+      token = body.metadata?.continue || undefined;
+    } while (token !== undefined && !this.#stopped);
+    if (this.#stopped) return rv;
+    const old = new Map(this.#store);
+    this.#store.clear();
+    this.#byNamespace.clear();
+    for (const [k, v] of fresh) this.#put(k, v);
+    for (const [k, v] of fresh) {
+      const before = old.get(k);
+      if (!before) this.#o.onChange(v, "add");
+      else if (before.metadata?.resourceVersion !== v.metadata?.resourceVersion)
+        this.#o.onChange(v, "update");
+    }
+    for (const [k, v] of old) if (!fresh.has(k)) this.#o.onChange(v, "delete");
+    if (!this.#synced) {
+      this.#synced = true;
+      for (const w of this.#syncWaiters.splice(0)) w.resolve();
+    }
+    this.#o.onResync?.();
+    return rv;
+  }
+
+  /** Watches from `rv` until it expires (410: relist) or fails; a quiet or closed watch is reopened. */
+  async #watch(startRv: string): Promise<void> {
+    let rv = startRv;
+    while (!this.#stopped) {
+      const idle = Math.round(
+        (this.#o.watchIdleMs ?? 300_000) * (1 + 0.1 * (this.#o.random ?? Math.random)()),
+      );
+      const query: Record<string, string | undefined> = {
+        watch: "true",
+        allowWatchBookmarks: "true",
+        resourceVersion: rv,
+        timeoutSeconds: String(Math.max(1, Math.ceil(idle / 1000))),
+        labelSelector: this.#o.labelSelector,
+        fieldSelector: this.#o.fieldSelector,
+      };
+      await this.#stream(query, idle, (event) => {
+        if (event.type === "ERROR") {
+          if (event.object.code === 410) throw new Expired();
+          throw Object.assign(new Error(event.object.message ?? "watch error"), {
+            statusCode: event.object.code,
+          });
+        }
+        const o = event.object;
+        const newRv = o.metadata?.resourceVersion;
+        if (newRv) rv = newRv;
+        if (event.type === "BOOKMARK") return;
+        trim(o);
+        const k = keyOf(o.metadata?.namespace, o.metadata?.name ?? "");
+        if (event.type === "DELETED") {
+          this.#remove(k);
+          this.#o.onChange(o, "delete");
+        } else {
+          const existed = this.#store.has(k);
+          this.#put(k, o);
+          this.#o.onChange(o, existed ? "update" : "add");
+        }
+      });
+      this.#failures = 0;
+    }
+  }
+
+  async #prepare(query: Record<string, string | undefined>, accept: string | undefined) {
+    const cluster = this.#o.kubeConfig.getCurrentCluster();
+    if (!cluster) throw new Error("No active cluster in the kubeconfig");
+    const url = new URL(cluster.server + this.#o.path);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
+    const ctx = new RequestContext(url.toString(), HttpMethod.GET);
+    await this.#o.kubeConfig.applySecurityAuthentication(ctx);
+    ctx.setHeaderParam("User-Agent", "ghat");
+    ctx.setHeaderParam("Accept", accept ?? "application/json");
+    return { url, ctx };
+  }
+
+  /** One GET with a deadline over the whole exchange (headers and body). */
+  async #request(
+    query: Record<string, string | undefined>,
+    accept: string | undefined,
+    timeoutMs: number,
+    verb: string,
+  ): Promise<unknown> {
+    const { url, ctx } = await this.#prepare(query, accept);
+    // Counted like the API clients' requests: by HTTP method.
+    observerOf(this.#o.kubeConfig)?.("get", resourceOf(url.toString()));
+    const abort = new AbortController();
+    this.#abort = abort;
+    let timedOut = false;
+    const cancel = this.#o.clock.setTimer(timeoutMs, () => {
+      timedOut = true;
+      abort.abort();
+    });
+    try {
+      const res = await fetch(url, {
+        headers: ctx.getHeaders(),
+        dispatcher: ctx.getDispatcher() as never,
+        signal: abort.signal,
+      });
+      const text = await res.text();
+      if (res.status === 410) throw new Expired();
+      if (res.status !== 200) throw httpError(res.status, text);
+      return JSON.parse(text) as unknown;
+    } catch (err) {
+      if (timedOut)
+        throw new GhatError(
+          "Timeout",
+          `${verb} of ${this.#resource} timed out after ${Math.round(timeoutMs / 1000)}s`,
+        );
+      throw err;
+    } finally {
+      cancel();
+      if (this.#abort === abort) this.#abort = undefined;
+    }
+  }
+
+  /** One watch request; resolves when the server or the idle timer ends it. */
+  async #stream(
+    query: Record<string, string | undefined>,
+    idleMs: number,
+    onEvent: (e: WatchEvent<T>) => void,
+  ): Promise<void> {
+    const { url, ctx } = await this.#prepare(query, this.#o.metadataOnly ? metadataWatchAccept : undefined);
+    const abort = new AbortController();
+    this.#abort = abort;
+    let cancel = (): void => undefined;
+    const arm = (): void => {
+      cancel();
+      cancel = this.#o.clock.setTimer(idleMs, () => abort.abort());
+    };
+    arm();
+    let input: Readable | undefined;
+    try {
+      const res = await fetch(url, {
+        headers: ctx.getHeaders(),
+        dispatcher: ctx.getDispatcher() as never,
+        signal: abort.signal,
+      });
+      if (res.status === 410) throw new Expired();
+      if (res.status !== 200 || !res.body) throw httpError(res.status, await res.text());
+      input = Readable.fromWeb(res.body as never);
+      // Aborting (idle timer, stop, a thrown event) errors the stream: that is handled here.
+      input.on("error", () => undefined);
+      const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+      for await (const line of lines) {
+        if (!line.trim()) continue;
+        arm();
+        let event: WatchEvent<T>;
+        try {
+          event = JSON.parse(line) as WatchEvent<T>;
+        } catch {
+          continue;
+        }
+        onEvent(event);
+      }
+    } catch (err) {
+      // The idle timer or stop() ended the watch: reopen it (or stop), not an error.
+      if (abort.signal.aborted && !(err instanceof Expired)) return;
+      throw err;
+    } finally {
+      cancel();
+      abort.abort();
+      input?.destroy();
+      if (this.#abort === abort) this.#abort = undefined;
+    }
+  }
+
+  #rejectWaiters(err: unknown): void {
+    for (const w of this.#syncWaiters.splice(0)) w.reject(err);
+  }
+}
+
+function keyOf(namespace: string | undefined, name: string): string {
+  return namespace ? `${namespace}/${name}` : name;
+}
+
+function httpError(status: number, body: string): Error {
+  let message = STATUS_CODES[status] ?? "HTTP error";
+  try {
+    const parsed = JSON.parse(body) as { message?: unknown };
+    if (typeof parsed.message === "string") message = parsed.message;
+  } catch {
+    // not JSON: keep the status text
+  }
+  return Object.assign(new Error(message.slice(0, 300)), { statusCode: status });
+}
+
+function statusOf(err: unknown): number | undefined {
+  const e = err as { statusCode?: unknown; status?: unknown } | undefined;
+  const s = e?.statusCode ?? e?.status;
+  return typeof s === "number" ? s : undefined;
+}
+
+function messageOf(err: unknown): string {
+  return (
+    String((err as { message?: unknown } | undefined)?.message ?? err)
+      .split("\n")[0]
+      ?.slice(0, 200) ?? ""
+  );
 }
 
 /**

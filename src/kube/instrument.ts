@@ -13,6 +13,13 @@ export type RequestObserver = (verb: string, resource: string) => void;
 
 const userAgent = "ghat";
 
+const observers = new WeakMap<KubeConfig, RequestObserver>();
+
+/** The observer `instrument` gave this KubeConfig, for requests made without an API client (informers). */
+export function observerOf(kc: KubeConfig): RequestObserver | undefined {
+  return observers.get(kc);
+}
+
 /**
  * Makes every API client built from `kc` report its requests (not watch streams) to
  * `observe`: ghat_kube_requests_total, and the benchmark's writes-per-rotation figures.
@@ -21,6 +28,7 @@ const userAgent = "ghat";
  */
 export function instrument(kc: KubeConfig, observe: RequestObserver): KubeConfig {
   shareConnections(kc);
+  observers.set(kc, observe);
   kc.makeApiClient = <T extends ApiType>(
     type: new (config: ReturnType<typeof createConfiguration>) => T,
   ): T => {

@@ -16,6 +16,12 @@ import type { DesiredSecret } from "../core/outputs.ts";
 /** The only field manager ghat applies with. */
 export const fieldManager = "ghat";
 export const finalizer = "ghat.dev/revoke-token";
+/**
+ * On a GitHubApp while GitHubAppTokens use it: deleting a namespace as a whole must not take
+ * the App (and so the endpoint, CA bundle and proxy the tokens were minted through) away
+ * before those tokens are revoked.
+ */
+export const appFinalizer = "ghat.dev/in-use";
 /** A separate field manager owns the finalizer, so applying status never touches it. */
 export const finalizerManager = "ghat-finalizer";
 
@@ -42,7 +48,13 @@ export interface KubeWriter {
   ): Promise<void>;
   deleteSecret(namespace: string, name: string): Promise<void>;
   applyTokenStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void>;
-  setFinalizer(namespace: string, name: string, present: boolean): Promise<void>;
+  /**
+   * Adds or removes ghat's finalizer on a GitHubAppToken. `current` is the object's finalizer
+   * list as cached; removal patches only metadata, whatever the spec holds.
+   */
+  setFinalizer(namespace: string, name: string, present: boolean, current?: string[]): Promise<void>;
+  /** Adds or removes `ghat.dev/in-use` on a GitHubApp (the tokens using it are not yet revoked). */
+  setAppFinalizer(namespace: string, name: string, present: boolean, current?: string[]): Promise<void>;
   event(ref: ObjectRef, type: "Normal" | "Warning", reason: string, message: string): Promise<void>;
 }
 
@@ -124,17 +136,29 @@ export class KubeClient implements KubeWriter {
     );
   }
 
-  async setFinalizer(namespace: string, name: string, present: boolean) {
-    // Server-side apply treats metadata.finalizers as a set: this adds or removes only ghat's
-    // entry, never clobbers another controller's, and does not conflict with status writes.
-    const body = {
-      apiVersion,
-      kind: "GitHubAppToken",
-      metadata: { name, namespace, finalizers: present ? [finalizer] : [] },
-    };
-    await call(
-      `${present ? "add" : "remove"} finalizer on ${namespace}/${name}`,
-      () =>
+  async setFinalizer(namespace: string, name: string, present: boolean, current?: string[]) {
+    await this.#finalizer("GitHubAppToken", "githubapptokens", finalizer, namespace, name, present, current);
+  }
+
+  async setAppFinalizer(namespace: string, name: string, present: boolean, current?: string[]) {
+    await this.#finalizer("GitHubApp", "githubapps", appFinalizer, namespace, name, present, current);
+  }
+
+  async #finalizer(
+    kind: string,
+    plural: string,
+    value: string,
+    namespace: string,
+    name: string,
+    present: boolean,
+    current: string[] | undefined,
+  ) {
+    const what = `${present ? "add" : "remove"} finalizer on ${kind} ${namespace}/${name}`;
+    if (present) {
+      // Server-side apply treats metadata.finalizers as a set: this adds only ghat's entry and
+      // never clobbers another controller's.
+      const body = { apiVersion, kind, metadata: { name, namespace, finalizers: [value] } };
+      await call(what, () =>
         this.#objects.patch(
           body,
           undefined,
@@ -143,7 +167,36 @@ export class KubeClient implements KubeWriter {
           true,
           PatchStrategy.ServerSideApply,
         ),
-      present ? [] : [404],
+      );
+      return;
+    }
+    // Removal is a JSON patch of metadata alone: it must work even when the spec no longer
+    // passes validation (an apply re-validates the whole object). The test op makes a stale
+    // list fail (422) instead of removing another controller's entry; the retry reads again.
+    let list = current;
+    if (list === undefined) {
+      const obj = (await call(
+        `read ${kind} ${namespace}/${name}`,
+        () => this.#custom.getNamespacedCustomObject({ group, version, namespace, plural, name }),
+        [404],
+      )) as { metadata?: { finalizers?: string[] } } | undefined;
+      if (!obj) return;
+      list = obj.metadata?.finalizers ?? [];
+    }
+    const i = list.indexOf(value);
+    if (i < 0) return;
+    const body = [
+      { op: "test", path: `/metadata/finalizers/${i}`, value },
+      { op: "remove", path: `/metadata/finalizers/${i}` },
+    ];
+    await call(
+      what,
+      () =>
+        this.#custom.patchNamespacedCustomObject(
+          { group, version, namespace, plural, name, body },
+          setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
+        ),
+      [404],
     );
   }
 

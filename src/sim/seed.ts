@@ -48,6 +48,11 @@ export const simRepository = z.object({
   private: z.boolean().default(true),
   /** Earlier names: GET /repos/{owner}/{old}/installation answers 301 to the repository id. */
   formerNames: z.array(z.string().min(1)).optional(),
+  /**
+   * Earlier `owner/name`s under another account (a transferred repository):
+   * GET /repos/{old owner}/{name}/installation answers 301 to the repository id, as GitHub does.
+   */
+  transferredFrom: z.array(z.string().regex(/^[^/\s]+\/[^/\s]+$/, "owner/name")).optional(),
 });
 
 export const simSeed = z.object({

@@ -186,12 +186,15 @@ export class SimState {
     );
   }
 
-  /** A repository that was renamed away from `owner/name`. */
+  /** A repository that was renamed or transferred away from `owner/name`. */
   findRenamedRepository(owner: string, name: string): SimRepository | undefined {
     const o = owner.toLowerCase();
     const n = name.toLowerCase();
+    const full = `${o}/${n}`;
     return [...this.repositories.values()].find(
-      (r) => r.owner.toLowerCase() === o && (r.formerNames ?? []).some((f) => f.toLowerCase() === n),
+      (r) =>
+        (r.owner.toLowerCase() === o && (r.formerNames ?? []).some((f) => f.toLowerCase() === n)) ||
+        (r.transferredFrom ?? []).some((f) => f.toLowerCase() === full),
     );
   }
 

@@ -14,6 +14,20 @@ export function localFlags(kubeconfig: string): string[] {
     "0",
     "--bind-address",
     "127.0.0.1",
+    // The simulator's tokens in tests live seconds, not an hour: accept them, and let them
+    // rotate faster than the production mint floor (tests of the bounds set their own).
+    "--min-token-lifetime",
+    "5s",
+    "--min-mint-interval",
+    "1s",
+    "--app-mint-rate",
+    "6000",
+    "--app-mint-burst",
+    "6000",
+    "--installation-mint-rate",
+    "6000",
+    "--installation-mint-burst",
+    "6000",
   ];
 }
 

@@ -2,7 +2,12 @@ import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { Writable } from "node:stream";
 import type { GitHubAppToken } from "../../../src/api/githubapptoken.ts";
 import { AppResolver } from "../../../src/controller/apps.ts";
-import type { GitHubGateway, Minted, ObservedSecretRaw } from "../../../src/controller/reconciler.ts";
+import type {
+  GitHubGateway,
+  Minted,
+  MintGate,
+  ObservedSecretRaw,
+} from "../../../src/controller/reconciler.ts";
 import { Reconciler } from "../../../src/controller/reconciler.ts";
 import { GhatError } from "../../../src/core/errors.ts";
 import type { DesiredSecret } from "../../../src/core/outputs.ts";
@@ -54,6 +59,11 @@ export class FakeKube implements KubeWriter {
     t.metadata.finalizers = present ? [...current, finalizer] : current.filter((f) => f !== finalizer);
     if (!present && t.metadata.deletionTimestamp) this.tokens.delete(`${namespace}/${name}`);
   }
+  appFinalizers = new Map<string, boolean>();
+  async setAppFinalizer(namespace: string, name: string, present: boolean) {
+    this.writes++;
+    this.appFinalizers.set(`${namespace}/${name}`, present);
+  }
   async event(_ref: ObjectRef, type: "Normal" | "Warning", reason: string, message: string) {
     this.events.push({ type, reason, message });
   }
@@ -75,6 +85,12 @@ export class FakeGitHub implements GitHubGateway {
   failNext: GhatError[] = [];
   lifetimeMs = 3_600_000;
   granted: Record<string, string> | undefined;
+  /** The installation's account, as the gateway's lookup answers it. */
+  owner = "acme";
+  /** Full names GitHub grants (undefined: the request named none). */
+  grantedRepositories: string[] | undefined;
+  /** Where each revocation went. */
+  revokedVia: { token: string; baseUrl: string; proxy: string | undefined }[] = [];
   readonly clock: FakeClock;
   constructor(clock: FakeClock) {
     this.clock = clock;
@@ -88,14 +104,22 @@ export class FakeGitHub implements GitHubGateway {
       token: value,
       expiresAt: Math.floor((this.clock.now() + this.lifetimeMs) / 1000) * 1000,
       installationId: 42,
-      owner: "acme",
+      owner: this.owner,
       permissions: this.granted ?? { ...(token.spec.permissions as Record<string, string>) },
       repositorySelection: "selected",
-      repositories: undefined,
+      repositories: this.grantedRepositories,
     };
   }
-  async revoke(_app: unknown, token: string) {
+  async revoke(
+    endpoint: { baseUrl?: string; proxy?: string | undefined; spec?: { baseUrl: string } },
+    token: string,
+  ) {
     this.revoked.push(token);
+    this.revokedVia.push({
+      token,
+      baseUrl: endpoint.baseUrl ?? endpoint.spec?.baseUrl ?? "",
+      proxy: endpoint.proxy,
+    });
   }
 }
 
@@ -123,7 +147,7 @@ export function tokenObject(overrides: Partial<GitHubAppToken["spec"]> = {}): Gi
   };
 }
 
-export function harness(options: { log?: Writable } = {}) {
+export function harness(options: { log?: Writable; limiter?: MintGate; canAct?: () => boolean } = {}) {
   const clock = new FakeClock();
   const kube = new FakeKube();
   const github = new FakeGitHub(clock);
@@ -176,6 +200,8 @@ export function harness(options: { log?: Writable } = {}) {
     forget: (key) => requeues.delete(key),
     random: () => 0.5,
     options: { revokeSupersededAfterMs: 60_000, maxRevokeAttemptsOnDelete: 3, terminalRetryMs: 15 * 60_000 },
+    ...(options.limiter ? { limiter: options.limiter } : {}),
+    ...(options.canAct ? { canAct: options.canAct } : {}),
   });
   return { clock, kube, github, reconciler, requeues };
 }

@@ -145,4 +145,85 @@ describe("WorkQueue", () => {
     await q.idle();
     expect(seen.sort()).toEqual(["a", "b"]);
   });
+
+  it("serves namespaces in turn: one namespace's backlog does not delay another's key", async () => {
+    const seen: string[] = [];
+    const q = new WorkQueue({ clock: new FakeClock(), workers: 1, process: async (k) => void seen.push(k) });
+    q.pause();
+    for (let i = 0; i < 5; i++) q.add(`flood/t${i}`);
+    q.add("victim/t");
+    q.resume();
+    await q.idle();
+    expect(seen.slice(0, 2)).toEqual(["flood/t0", "victim/t"]);
+    expect(seen).toHaveLength(6);
+  });
+
+  it("never gives one namespace every worker", async () => {
+    const gate = deferred();
+    const running: string[] = [];
+    const q = new WorkQueue({
+      clock: new FakeClock(),
+      workers: 4,
+      process: async (k) => {
+        running.push(k);
+        if (k.startsWith("attacker/")) await gate.promise;
+      },
+    });
+    for (let i = 0; i < 8; i++) q.add(`attacker/t${i}`);
+    q.add("victim/t");
+    await expect.poll(() => running.includes("victim/t")).toBe(true);
+    expect(running.filter((k) => k.startsWith("attacker/"))).toHaveLength(3);
+    gate.resolve();
+    await q.idle();
+    expect(running).toHaveLength(9);
+  });
+
+  it("gives a worker back when a reconcile overruns its deadline, without running that key twice", async () => {
+    const clock = new FakeClock();
+    const stuck = deferred();
+    const overrun: string[] = [];
+    let stuckRuns = 0;
+    const seen: string[] = [];
+    const q = new WorkQueue({
+      clock,
+      workers: 1,
+      perGroup: 1,
+      deadlineMs: 30_000,
+      onOverrun: (k) => overrun.push(k),
+      process: async (k) => {
+        seen.push(k);
+        if (k === "a/stuck") {
+          stuckRuns++;
+          await stuck.promise;
+        }
+      },
+    });
+    q.add("a/stuck");
+    q.add("b/victim");
+    await Promise.resolve();
+    expect(seen).toEqual(["a/stuck"]);
+    clock.advance(30_000);
+    await expect.poll(() => seen).toEqual(["a/stuck", "b/victim"]);
+    expect(overrun).toEqual(["a/stuck"]);
+    q.add("a/stuck");
+    await q.idle();
+    expect(stuckRuns).toBe(1);
+    stuck.resolve();
+    await expect.poll(() => stuckRuns).toBe(2);
+  });
+
+  it("shutdown with a bound returns even when work is stuck", async () => {
+    const clock = new FakeClock();
+    const q = new WorkQueue({ clock, workers: 1, process: () => new Promise<void>(() => {}) });
+    q.add("a/stuck");
+    let done = false;
+    const stopping = q.shutdown(5_000).then(() => {
+      done = true;
+    });
+    await Promise.resolve();
+    expect(done).toBe(false);
+    clock.advance(5_000);
+    await stopping;
+    expect(done).toBe(true);
+  });
 });

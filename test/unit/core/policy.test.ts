@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
 import type { ClusterAppPolicy } from "../../../src/api/githubapp.ts";
-import { evaluatePolicy, globMatch, type PolicyRequest, selectorMatches } from "../../../src/core/policy.ts";
+import {
+  evaluatePolicy,
+  type Granted,
+  globMatch,
+  grantedWithinPolicy,
+  type PolicyRequest,
+  selectorMatches,
+} from "../../../src/core/policy.ts";
 
 const policy: ClusterAppPolicy = {
   namespaces: { names: ["team-a"], selector: { matchLabels: { "ghat.dev/github-access": "true" } } },
@@ -90,6 +97,131 @@ describe("evaluatePolicy", () => {
   });
 });
 
+describe("evaluatePolicy on input admission did not check", () => {
+  // JSON.parse makes "__proto__" an own property, as a decoded API object would.
+  const own = (json: string): Record<string, string> => JSON.parse(json);
+
+  it.each<[string, PolicyRequest["permissions"], string]>([
+    ["constructor", { constructor: "read" }, 'unknown permission "constructor"'],
+    ["__proto__", own('{"__proto__": "read"}'), 'unknown permission "__proto__"'],
+    ["toString", { toString: "admin" }, 'unknown permission "toString"'],
+    ["hasOwnProperty", { contents: "read", hasOwnProperty: "read" }, 'unknown permission "hasOwnProperty"'],
+    ["a level above admin", { contents: "owner" }, "contents: owner (levels are read, write and admin)"],
+    ["a level named like a prototype key", { contents: "constructor" }, "contents: constructor"],
+    ["an upper-case level", { contents: "READ" }, "contents: READ"],
+    ["only undefined levels", { contents: undefined }, "without explicit permissions"],
+  ])("refuses %s", (_what, permissions, text) => {
+    const result = evaluatePolicy("org", policy, request({ permissions }));
+    expect(result).toMatchObject({ allowed: false, rule: "maxPermissions" });
+    expect(result.allowed ? "" : result.message).toContain(text);
+  });
+
+  it.each<[string, Record<string, string>, string]>([
+    ["a level that is not one", { contents: "owner" }, 'the ceiling "owner" is not a level'],
+    ["an inherited name", {}, 'permission "contents"'],
+  ])("refuses against a ceiling with %s", (_what, maxPermissions, text) => {
+    const bad = { ...policy, maxPermissions } as unknown as ClusterAppPolicy;
+    const result = evaluatePolicy("org", bad, request({ permissions: { contents: "read" } }));
+    expect(result).toMatchObject({ allowed: false, rule: "maxPermissions" });
+    expect(result.allowed ? "" : result.message).toContain(text);
+  });
+
+  it("compares levels in the closed order read < write < admin", () => {
+    const ceiling: ClusterAppPolicy = { ...policy, maxPermissions: { contents: "write", members: "admin" } };
+    const verdict = (permissions: Record<string, string>) =>
+      evaluatePolicy("org", ceiling, request({ permissions })).allowed;
+    expect(verdict({ contents: "read" })).toBe(true);
+    expect(verdict({ contents: "write" })).toBe(true);
+    expect(verdict({ contents: "admin" })).toBe(false);
+    expect(verdict({ members: "admin" })).toBe(true);
+  });
+
+  it("does not take a label the namespace lacks from Object.prototype", () => {
+    const p: ClusterAppPolicy = {
+      ...policy,
+      namespaces: { selector: { matchLabels: { constructor: "x" } } },
+    };
+    expect(evaluatePolicy("org", p, request({ namespace: "team-z" })).allowed).toBe(false);
+  });
+});
+
+describe("grantedWithinPolicy", () => {
+  const granted = (overrides: Partial<Granted> = {}): Granted => ({
+    owner: "acme",
+    installationId: 99,
+    repositories: ["acme/app"],
+    ...overrides,
+  });
+
+  it.each<[string, Partial<Granted>]>([
+    ["the asked repositories of an allowed owner", {}],
+    ["logins in another case", { owner: "ACME", repositories: ["Acme/App", "acme/SVC-billing"] }],
+    ["an allowed installation id of any owner", { installationId: 77, owner: "other", repositories: [] }],
+    ["an allowed id whose owner GitHub did not say", { installationId: 77, owner: undefined }],
+    ["no repositories at all", { repositories: [] }],
+    ["permissions inside the ceiling", { permissions: { contents: "write", issues: "read" } }],
+    [
+      "the metadata: read GitHub adds to every token",
+      { permissions: { contents: "read", metadata: "read" } },
+    ],
+  ])("allows %s", (_what, overrides) => {
+    expect(grantedWithinPolicy(policy, granted(overrides))).toEqual({ allowed: true });
+  });
+
+  it.each<[string, Partial<Granted>, string, string]>([
+    ["another owner", { owner: "evil", repositories: ["evil/app"] }, "installations", '"evil"'],
+    ["an owner GitHub did not say", { owner: undefined }, "installations", "did not name"],
+    ["a repository outside the globs", { repositories: ["acme/secret"] }, "repositories", '"acme/secret"'],
+    [
+      "one bad repository among good ones",
+      { repositories: ["acme/app", "acme/web"] },
+      "repositories",
+      '"acme/web"',
+    ],
+    [
+      "a repository of another account",
+      { repositories: ["evil/app"] },
+      "repositories",
+      "outside the installation's account",
+    ],
+    ["every repository", { repositories: undefined }, "repositories", "*/*"],
+    ["a name that is not owner/name", { repositories: ["acme/app/x"] }, "repositories", "not an owner/name"],
+    ["a name without an owner", { repositories: ["app"] }, "repositories", "not an owner/name"],
+    [
+      "a permission above the ceiling",
+      { permissions: { issues: "write" } },
+      "maxPermissions",
+      "issues: write",
+    ],
+    [
+      "a permission outside the ceiling",
+      { permissions: { administration: "read" } },
+      "maxPermissions",
+      '"administration"',
+    ],
+    ["metadata: write", { permissions: { metadata: "write" } }, "maxPermissions", '"metadata"'],
+    [
+      "an unknown permission",
+      { permissions: { constructor: "read" } },
+      "maxPermissions",
+      "unknown permission",
+    ],
+    ["an unknown level", { permissions: { contents: "owner" } }, "maxPermissions", "contents: owner"],
+  ])("refuses %s", (_what, overrides, rule, text) => {
+    const result = grantedWithinPolicy(policy, granted(overrides));
+    expect(result).toMatchObject({ allowed: false, rule });
+    expect(result.allowed ? "" : result.reason).toContain(text);
+  });
+
+  it("allows every repository and any owner only when the policy says so", () => {
+    const open: ClusterAppPolicy = { installations: { owners: ["*"] }, repositories: ["*/*"] };
+    expect(grantedWithinPolicy(open, granted({ owner: undefined, repositories: undefined }))).toEqual({
+      allowed: true,
+    });
+    expect(grantedWithinPolicy({}, granted())).toMatchObject({ allowed: false, rule: "installations" });
+  });
+});
+
 describe("globMatch", () => {
   it.each([
     ["acme/*", "acme/app", true],
@@ -99,7 +231,22 @@ describe("globMatch", () => {
     ["*/*", "x/y", true],
     ["acme/ap?", "acme/app", true],
     ["acme/a.p", "acme/abp", false],
+    ["acme/*", "acme/", true],
+    ["acme/a*b*c", "acme/aXbYc", true],
+    ["acme/a*b*c", "acme/aXbY", false],
+    ["acme/*-svc", "acme/a-svc-b-svc", true],
+    ["acme/**", "acme/x", true],
+    ["acme/?", "acme/", false],
+    ["acme/(x|y)", "acme/x", false],
+    ["acme/[ab]", "acme/a", false],
   ])("%s matches %s: %s", (p, t, expected) => expect(globMatch(p, t)).toBe(expected));
+
+  // A regular expression takes about 20 s on this; patterns may be up to 140 characters long.
+  it("answers quickly for a pattern that would make a regular expression backtrack", () => {
+    const start = performance.now();
+    expect(globMatch(`acme/${"a*".repeat(6)}b`, `acme/${"a".repeat(100)}`)).toBe(false);
+    expect(performance.now() - start).toBeLessThan(1_000);
+  });
 });
 
 describe("selectorMatches", () => {

@@ -1,7 +1,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  maxExpressions,
+  maxFiltersPerExpression,
   maxTemplateOutput,
+  maxTemplateSource,
   renderTemplate,
   TemplateError,
   type TemplateValues,
@@ -54,8 +57,76 @@ describe("renderTemplate", () => {
   });
 
   it("refuses to explode: output is bounded", () => {
-    const big = "{{ token }}".repeat(maxTemplateOutput);
-    expect(() => renderTemplate(big, values)).toThrow(/larger than/);
+    const big = "{{ token }}".repeat(maxExpressions);
+    const huge = { ...values, token: "t".repeat(maxTemplateOutput / 16) };
+    expect(() => renderTemplate(big, huge)).toThrow(/larger than/);
+  });
+
+  it("refuses the 58-pipe base64 bomb at once, before rendering anything", () => {
+    const bomb = `{{ apiUrl${" | base64".repeat(58)} }}`;
+    const started = performance.now();
+    let error: unknown;
+    try {
+      renderTemplate(bomb, values);
+    } catch (err) {
+      error = err;
+    }
+    expect(performance.now() - started).toBeLessThan(100);
+    expect(error).toBeInstanceOf(TemplateError);
+    expect((error as TemplateError).message).toMatch(/line 1, column \d+: more than 8 filters/);
+    // The error points at the ninth filter.
+    expect((error as TemplateError).column).toBe(bomb.indexOf("base64") + 1 + 9 * maxFiltersPerExpression);
+  });
+
+  it("accepts eight filters in one expression", () => {
+    const eight = `{{ owner${" | lower".repeat(maxFiltersPerExpression)} }}`;
+    expect(renderTemplate(eight, values)).toBe("acme");
+  });
+
+  it("checks the size after every filter and names the filter that crossed the limit", () => {
+    // 100 KiB grows past 256 KiB at the fourth base64 (×4/3 each); the rest never runs.
+    const big = { ...values, apiUrl: "a".repeat(100 * 1024) };
+    const source =
+      "x\n  {{ apiUrl | base64 | base64 | base64 | base64 | base64 | base64 | base64 | base64 }}";
+    try {
+      renderTemplate(source, big);
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(TemplateError);
+      expect((err as TemplateError).message).toContain("after filter base64 is larger than");
+      expect((err as TemplateError).line).toBe(2);
+      expect((err as TemplateError).column).toBe((source.split("\n")[1] ?? "").indexOf("base64") + 1 + 3 * 9);
+    }
+  });
+
+  it("refuses a variable that is already over the limit before any filter runs", () => {
+    const big = { ...values, token: "t".repeat(maxTemplateOutput + 1) };
+    expect(() => renderTemplate("{{ token | base64 }}", big)).toThrow(/line 1, column 4: the value of token/);
+  });
+
+  it("honours a smaller budget (what is left for this key of the Secret)", () => {
+    expect(() => renderTemplate("{{ token }}", values, { maxOutput: 5 })).toThrow(/larger than 5 bytes/);
+    expect(renderTemplate("{{ owner }}", values, { maxOutput: 4 })).toBe("acme");
+  });
+
+  it("refuses more than 64 expressions, pointing at the 65th", () => {
+    const ok = "{{ owner }}".repeat(maxExpressions);
+    expect(renderTemplate(ok, values)).toBe("acme".repeat(maxExpressions));
+    try {
+      renderTemplate(`${ok}\n{{ owner }}`, values);
+      expect.unreachable();
+    } catch (err) {
+      expect((err as TemplateError).message).toContain("more than 64 {{ }} expressions");
+      expect((err as TemplateError).line).toBe(2);
+      expect((err as TemplateError).column).toBe(1);
+    }
+  });
+
+  it("refuses a template source over 16 KiB", () => {
+    expect(renderTemplate("x".repeat(maxTemplateSource), values)).toHaveLength(maxTemplateSource);
+    expect(() => renderTemplate("x".repeat(maxTemplateSource + 1), values)).toThrow(
+      /longer than 16384 characters/,
+    );
   });
 
   it("never throws anything but a TemplateError and never evaluates code", () => {

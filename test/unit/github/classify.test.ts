@@ -269,7 +269,13 @@ describe("classifyGitHubError", () => {
     expect(err.status).toBe(row.status);
     expect(err.retryAt).toBe(row.retryAt);
     expect(err.retryable).toBe(row.code === "RateLimited" || row.code === "GitHubUnavailable");
-    expect(err.message).toContain(`GitHub answered ${row.status}`);
+    // A body that is not GitHub's JSON is never quoted, and not attributed to GitHub.
+    const fromGitHub = typeof row.body !== "string" || row.body === "";
+    expect(err.message).toContain(
+      fromGitHub
+        ? `GitHub answered ${row.status}`
+        : `HTTP ${row.status} from the GitHub API (not a GitHub API answer)`,
+    );
     expect(err.message).toContain(`${context.method} ${context.path}`);
     if (row.says) expect(err.message).toContain(row.says);
     const { message } = githubMessage(row.body);
@@ -360,4 +366,80 @@ describe("classifyNetworkError", () => {
     expect(e.message).not.toContain("hunter2secret");
     expect(e.message).not.toContain("ghs_abcdefghij");
   });
+});
+
+describe("What classifyGitHubError repeats from an answer", () => {
+  const api = { ...mint, baseUrl: "https://ghe.example/api/v3" };
+
+  it.each([
+    ["an HTML page", "<html><body>Bad gateway at lb-7.internal</body></html>"],
+    ["a proxy's text", "upstream connect error: 10.0.0.5:443 reset\nX-Injected: yes"],
+    ["JSON without a message", '{"error":"db.internal.corp unavailable"}'],
+    ["a JSON array", '["internal"]'],
+  ])("quotes nothing of %s: HTTP <status> from <host>", (_case, text) => {
+    const err = classifyGitHubError(502, {}, text, api);
+    expect(err.code).toBe("GitHubUnavailable");
+    expect(err.message).toBe(
+      "GitHub is unavailable: HTTP 502 from ghe.example (not a GitHub API answer) to POST /app/installations/1/access_tokens",
+    );
+  });
+
+  it("quotes GitHub's JSON message with control characters made spaces, cut to 200 characters", () => {
+    const { message, json } = githubMessage(
+      JSON.stringify({ message: `Server\r\nError\u0000\u001b[31m\u007f${"m".repeat(400)}` }),
+    );
+    expect(json).toBe(true);
+    expect(message.startsWith("Server Error [31m m")).toBe(true);
+    expect(message).toHaveLength(200);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: asserting their absence
+    expect(message).not.toMatch(/[\u0000-\u001f\u007f]/);
+  });
+
+  it("redacts before cutting, so no token's head survives at the 200th character", () => {
+    const token = `ghs_${"T".repeat(36)}`;
+    const { message } = githubMessage({ message: `${"p".repeat(189)} ${token}` });
+    expect(message).not.toContain("ghs_");
+    expect(message).not.toContain("TTTT");
+  });
+
+  it("refuses a moved repository (301) as InstallationNotFound, without following or quoting it", () => {
+    const err = classifyGitHubError(
+      301,
+      { location: "https://ghe.example/api/v3/repositories/99/installation" },
+      { message: "Moved Permanently", url: "https://ghe.example/api/v3/repositories/99/installation" },
+      {
+        ...api,
+        route: "apps/get-repo-installation",
+        method: "GET",
+        path: "/repos/acme/legacy-tool/installation",
+        installation: { repository: "acme/legacy-tool" },
+      },
+    );
+    expect(err).toMatchObject({ code: "InstallationNotFound", status: 301, retryable: false });
+    expect(err.message).toBe(
+      "repository acme/legacy-tool has moved (GitHub answered 301); name its new owner/repository (GET /repos/acme/legacy-tool/installation)",
+    );
+  });
+
+  it.each<[string, string | undefined, string]>([
+    ["another host", "https://169.254.169.254/latest/meta-data", "another location"],
+    ["another scheme on the same host", "http://ghe.example/api/v3/app", "another location"],
+    ["credentials on the same host", "https://user:pw@ghe.example/api/v3/app", "another location"],
+    ["no Location", undefined, "another location"],
+    [
+      "a path on the same origin",
+      "/api/v3/app/installations/2/access_tokens",
+      "/api/v3/app/installations/2/access_tokens",
+    ],
+    ["a relative path", "tokens?page=2", "/api/v3/tokens?page=2"],
+  ])(
+    "refuses any other redirect as InvalidResponse, naming its target only on the same origin: %s",
+    (_case, location, target) => {
+      const err = classifyGitHubError(302, location === undefined ? {} : { location }, "", api);
+      expect(err).toMatchObject({ code: "InvalidResponse", status: 302, retryable: true });
+      expect(err.message).toBe(
+        `ghe.example answered a redirect (302) to ${target}; ghat does not follow redirects (POST /app/installations/1/access_tokens)`,
+      );
+    },
+  );
 });
