@@ -55,28 +55,7 @@ async function main() {
     slow.sim.faults.add({ route: "*", fault: { kind: "latency", ms: latencyMs } });
     const short = await github({ rateLimit: false, tokenLifetimeSeconds: lifetimeS });
     short.sim.faults.add({ route: "*", fault: { kind: "latency", ms: latencyMs } });
-    const flags = [
-      "--workers",
-      workers,
-      "--log-level",
-      "info",
-      "--revoke-superseded-after",
-      "5s",
-      "--min-token-lifetime",
-      "5s",
-      "--min-mint-interval",
-      "1s",
-      // A burst of thousands of new tokens in one namespace: above the per-namespace defaults
-      // (real GitHub would hold such a burst back too, at about 180 mints a minute).
-      "--app-mint-rate",
-      "100000",
-      "--app-mint-burst",
-      "100000",
-      "--installation-mint-rate",
-      "100000",
-      "--installation-mint-burst",
-      "100000",
-    ];
+    const flags = ["--workers", workers, "--log-level", "info", "--revoke-superseded-after", "5s"];
     let op = new Operator(cp.kubeconfigPath, flags, entry);
     await op.started;
     // An idle operator with no token yet: Node plus the libraries it loads.

@@ -5,8 +5,29 @@
  *   sim [--port N] [--seed FILE]   the GitHub API simulator, for sandboxes
  *   cluster up|down|status   a local control plane (kube-apiserver, etcd, kube-controller-manager)
  *   sandbox                  control plane + simulator + operator + examples, for a first look
+ *   version                  print the version
  */
-const [sub = "run", ...rest] = process.argv.slice(2);
+const args = process.argv.slice(2);
+// Flags without a subcommand are the operator's: `ghat --leader-elect` is `ghat run --leader-elect`.
+const [first = "run", ...more] = args[0]?.startsWith("-") && !topLevel(args[0]) ? ["run", ...args] : args;
+// `ghat help cluster up` is `ghat cluster up --help`.
+const [sub, ...rest] = first === "help" && more.length > 0 ? [...more, "--help"] : [first, ...more];
+
+function topLevel(arg: string): boolean {
+  return ["--help", "-h", "--version", "-v"].includes(arg);
+}
+
+const usage = `Usage: ghat [command] [flags]
+
+Commands:
+  run                       the operator (default); "ghat run --help" lists its flags
+  sim                       the GitHub API simulator, for sandboxes
+  cluster up|down|status    a local control plane (kube-apiserver, etcd, kube-controller-manager)
+  sandbox                   control plane, simulator, operator and an example, for a first look
+  version                   print the version
+
+Every command takes --help.
+`;
 
 async function main(): Promise<number> {
   switch (sub) {
@@ -18,12 +39,15 @@ async function main(): Promise<number> {
       return (await import("./devcluster/command.ts")).clusterCommand(rest);
     case "sandbox":
       return (await import("./sandbox.ts")).sandboxCommand(rest);
+    case "version":
+    case "--version":
+    case "-v":
+      process.stdout.write(`${(await import("./version.ts")).versionLine()}\n`);
+      return 0;
     case "help":
     case "--help":
     case "-h":
-      process.stdout.write(
-        "Usage: ghat [run|sim|cluster up|cluster down|sandbox] [flags]\n  ghat run --help   operator flags\n",
-      );
+      process.stdout.write(usage);
       return 0;
     default:
       process.stderr.write(`ghat: unknown command "${sub}" (try "ghat help")\n`);

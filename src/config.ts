@@ -1,4 +1,5 @@
-import { parseArgs } from "node:util";
+import { existsSync } from "node:fs";
+import { hostname } from "node:os";
 import { z } from "zod";
 import { durationString, parseDuration } from "./api/meta.ts";
 
@@ -20,8 +21,14 @@ const schema = z.object({
     .default("ghat-system")
     .describe("Namespace of ClusterGitHubApp key Secrets"),
   workers: z.coerce.number().int().min(1).max(64).default(4).describe("Concurrent reconciles"),
-  logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
-  logFormat: z.enum(["json", "pretty"]).default("json"),
+  logLevel: z
+    .enum(["trace", "debug", "info", "warn", "error"])
+    .default("info")
+    .describe("Least level logged"),
+  logFormat: z
+    .enum(["json", "pretty"])
+    .default("json")
+    .describe("Log line format: one JSON object a line, or pretty for people"),
   healthPort: z.coerce
     .number()
     .int()
@@ -36,7 +43,7 @@ const schema = z.object({
     .max(65535)
     .default(8080)
     .describe("Port of /metrics (0: random)"),
-  bindAddress: z.string().default("0.0.0.0"),
+  bindAddress: z.string().default("0.0.0.0").describe("Address the health and metrics servers listen on"),
   revokeSupersededAfter: durationString
     .default("5m")
     .describe("Grace before a superseded token is revoked (0s: never)"),
@@ -101,9 +108,15 @@ const schema = z.object({
     .optional()
     .describe("Namespace of the Lease (default: operator namespace)"),
   leaderElectionId: z.string().default("ghat-leader").describe("Name of the Lease"),
-  leaseDuration: durationString.default("15s"),
-  renewDeadline: durationString.default("10s"),
-  retryPeriod: durationString.default("2s"),
+  leaseDuration: durationString
+    .default("15s")
+    .describe("How long a Lease holds without renewal before another replica may take it"),
+  renewDeadline: durationString
+    .default("10s")
+    .describe("How long the leader keeps trying to renew before it steps down"),
+  retryPeriod: durationString
+    .default("2s")
+    .describe("Wait between two attempts to acquire or renew the Lease"),
 });
 
 export type Config = z.output<typeof schema> & {
@@ -119,54 +132,236 @@ export type Config = z.output<typeof schema> & {
   leaseDurationMs: number;
   renewDeadlineMs: number;
   retryPeriodMs: number;
+  /** This replica's name on the events it records: POD_NAME, else the host name. */
+  instance: string;
 };
 
-const flagToEnv = (flag: string) => `GHAT_${flag.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+type Key = keyof typeof schema.shape;
+type Field = (typeof schema.shape)[Key];
 
-export function usage(): string {
-  const lines = Object.entries(schema.shape).map(([key, field]) => {
-    const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-    return `  --${flag.padEnd(26)} ${field.description ?? ""} (env ${flagToEnv(key)})`;
-  });
-  return `Usage: ghat run [flags]\n${lines.join("\n")}\n`;
+const keys = Object.keys(schema.shape) as Key[];
+const flagOf = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const flagToEnv = (key: string) => `GHAT_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+const keyOfFlag = new Map<string, Key>(keys.map((k) => [flagOf(k), k]));
+/** Standard variables read after the GHAT_* one, as kubectl and the downward API name them. */
+const fallbackEnv: Partial<Record<Key, string>> = {
+  kubeconfig: "KUBECONFIG",
+  operatorNamespace: "POD_NAMESPACE",
+};
+
+interface FieldInfo {
+  kind: "string" | "int" | "number" | "duration" | "bool" | "enum";
+  choices: string[];
+  defaultValue: unknown;
 }
 
-/** Flags win over GHAT_* environment variables; KUBECONFIG and POD_NAMESPACE are honoured. */
-export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
-  const options = Object.fromEntries(
-    Object.keys(schema.shape).map((k) => [
-      k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`),
-      { type: "string" as const },
-    ]),
-  );
-  const { values } = parseArgs({
-    args: argv,
-    options: { ...options, help: { type: "boolean" } },
-    strict: true,
-  });
-  const raw: Record<string, unknown> = {};
-  for (const key of Object.keys(schema.shape)) {
-    const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-    const v = (values as Record<string, string | boolean | undefined>)[flag] ?? env[flagToEnv(key)];
-    if (v !== undefined) raw[key] = v;
+/** What a field takes and its default, read off the schema (through default, optional, pipe). */
+function fieldInfo(field: Field): FieldInfo {
+  let defaultValue: unknown;
+  let t: z.core.$ZodType = field;
+  for (;;) {
+    const def = t._zod.def;
+    if (def.type === "pipe") t = (def as z.core.$ZodPipeDef).in;
+    else if (def.type === "default") {
+      defaultValue = (def as z.core.$ZodDefaultDef).defaultValue;
+      t = (def as z.core.$ZodDefaultDef).innerType;
+    } else if (def.type === "optional") t = (def as z.core.$ZodOptionalDef).innerType;
+    else break;
   }
-  raw.kubeconfig ??= env.KUBECONFIG || undefined;
-  raw.operatorNamespace ??= env.POD_NAMESPACE || undefined;
+  if (t instanceof z.ZodEnum) {
+    const choices = t.options.map(String);
+    const bool = choices.length === 2 && choices.includes("true") && choices.includes("false");
+    return { kind: bool ? "bool" : "enum", choices, defaultValue };
+  }
+  if (t instanceof z.ZodNumber) return { kind: t.isInt ? "int" : "number", choices: [], defaultValue };
+  if (t === durationString) return { kind: "duration", choices: [], defaultValue };
+  return { kind: "string", choices: [], defaultValue };
+}
+
+const info = new Map<Key, FieldInfo>(keys.map((k) => [k, fieldInfo(schema.shape[k])]));
+const isBool = (key: Key) => info.get(key)?.kind === "bool";
+
+/** Go's strconv.ParseBool spellings, which controller-runtime's boolean flags accept. */
+function normalizeBool(v: string): string {
+  if (["1", "t", "T", "true", "TRUE", "True"].includes(v)) return "true";
+  if (["0", "f", "F", "false", "FALSE", "False"].includes(v)) return "false";
+  return v;
+}
+
+export function usage(): string {
+  const rows = keys.map((key) => {
+    const { kind, choices, defaultValue } = info.get(key) as FieldInfo;
+    const flag = `--${flagOf(key)}${kind === "bool" ? "" : ` ${kind === "enum" ? "string" : kind}`}`;
+    const parts = [schema.shape[key].description ?? ""];
+    if (kind === "enum") parts.push(`(one of ${choices.join(", ")})`);
+    if (defaultValue !== undefined && defaultValue !== "") {
+      parts.push(
+        `(default ${kind === "string" || kind === "enum" ? JSON.stringify(defaultValue) : String(defaultValue)})`,
+      );
+    }
+    const envs = [flagToEnv(key), fallbackEnv[key]].filter(Boolean).map((e) => `$${e}`);
+    parts.push(`[${envs.join(", ")}]`);
+    return { flag, text: parts.filter(Boolean).join(" ") };
+  });
+  const width = Math.max(...rows.map((r) => r.flag.length)) + 2;
+  return [
+    "Usage: ghat run [flags]",
+    "",
+    "Runs the operator. Each flag can also be set by the environment variable in brackets; a flag wins.",
+    "Boolean flags stand alone (--leader-elect) or take a value (--leader-elect=false).",
+    "",
+    "Flags:",
+    ...rows.map((r) => `  ${r.flag.padEnd(width)}${r.text}`),
+    `  ${"-h, --help".padEnd(width)}Show this help`,
+    `  ${"-v, --version".padEnd(width)}Show the version and exit`,
+    "",
+  ].join("\n");
+}
+
+/** Bad flags or values: one line per problem, each naming the flag or variable to fix. */
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(problems.join("\n"));
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+/** Reads `--flag value`, `--flag=value` and bare boolean flags (`--leader-elect`). Last one wins. */
+function readFlags(argv: string[], problems: string[]): Map<Key, string> {
+  const values = new Map<Key, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const m = /^--?([a-z0-9][a-z0-9-]*)(?:=([\s\S]*))?$/.exec(arg);
+    if (!m) {
+      problems.push(
+        arg.startsWith("-") && arg !== "-" && arg !== "--"
+          ? `unknown flag ${arg}`
+          : `unexpected argument "${arg}"`,
+      );
+      continue;
+    }
+    const name = m[1] as string;
+    const key = keyOfFlag.get(name);
+    if (key === undefined) {
+      problems.push(`unknown flag ${arg.replace(/=[\s\S]*$/, "")}`);
+      continue;
+    }
+    let value = m[2];
+    if (value === undefined) {
+      const next = argv[i + 1];
+      if (isBool(key)) {
+        // controller-runtime's booleans are bare; "--leader-elect true" is also accepted.
+        if (next === "true" || next === "false") {
+          value = next;
+          i++;
+        } else value = "true";
+      } else if (next === undefined || /^--?[a-z]/.test(next)) {
+        problems.push(`flag --${name} needs a value`);
+        continue;
+      } else {
+        value = next;
+        i++;
+      }
+    }
+    values.set(key, isBool(key) ? normalizeBool(value) : value);
+  }
+  return values;
+}
+
+/** An issue's message without zod's generic lead-in ("Invalid input: "). */
+function issueText(issue: z.core.$ZodIssue): string {
+  if (issue.code === "invalid_type" && issue.expected === "number") return "expected a number";
+  if (issue.code === "invalid_value") return `expected one of ${issue.values.map(String).join(", ")}`;
+  return issue.message.replace(/^(Invalid input|Invalid option|Too small|Too big): /, "");
+}
+
+/**
+ * Flags win over GHAT_* environment variables; KUBECONFIG and POD_NAMESPACE are honoured, and
+ * POD_NAME names this replica. Throws a ConfigError naming each bad flag or variable.
+ */
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
+  const problems: string[] = [];
+  const flags = readFlags(argv, problems);
+  const raw: Record<string, unknown> = {};
+  const source = new Map<Key, { name: string; value: string }>();
+  for (const key of keys) {
+    const fromFlag = flags.get(key);
+    if (fromFlag !== undefined) {
+      raw[key] = fromFlag;
+      source.set(key, { name: `--${flagOf(key)}`, value: fromFlag });
+      continue;
+    }
+    for (const name of [flagToEnv(key), fallbackEnv[key]]) {
+      const v = name ? env[name] : undefined;
+      if (name && v) {
+        raw[key] = isBool(key) ? normalizeBool(v) : v;
+        source.set(key, { name, value: v });
+        break;
+      }
+    }
+  }
   const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw new Error(`invalid configuration:\n${z.prettifyError(parsed.error)}`);
+  if (!parsed.success) {
+    // In the order of --help, whatever order the schema checked them in.
+    const order = (issue: z.core.$ZodIssue) => keys.indexOf(issue.path[0] as Key);
+    for (const issue of [...parsed.error.issues].sort((a, b) => order(a) - order(b))) {
+      const key = issue.path[0] as Key | undefined;
+      const from = key === undefined ? undefined : source.get(key);
+      const name = from?.name ?? (key === undefined ? "configuration" : `--${flagOf(key)}`);
+      problems.push(
+        `invalid value for ${name}: ${issueText(issue)}${from ? ` (got ${JSON.stringify(from.value)})` : ""}`,
+      );
+    }
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+  const data = parsed.data;
   return {
-    ...parsed.data,
-    revokeSupersededAfterMs: parseDuration(parsed.data.revokeSupersededAfter.replace(/^0$/, "0s")),
-    terminalRetryMs: parseDuration(parsed.data.terminalRetry),
-    restartGapMs: parseDuration(parsed.data.restartGap),
-    githubTimeoutMs: parseDuration(parsed.data.githubTimeout),
-    secondaryRateLimitWaitMs: parseDuration(parsed.data.secondaryRateLimitWait),
-    minMintIntervalMs: parseDuration(parsed.data.minMintInterval.replace(/^0$/, "0s")),
-    minTokenLifetimeMs: parseDuration(parsed.data.minTokenLifetime),
-    reconcileTimeoutMs: parseDuration(parsed.data.reconcileTimeout),
-    shutdownTimeoutMs: parseDuration(parsed.data.shutdownTimeout),
-    leaseDurationMs: parseDuration(parsed.data.leaseDuration),
-    renewDeadlineMs: parseDuration(parsed.data.renewDeadline),
-    retryPeriodMs: parseDuration(parsed.data.retryPeriod),
+    ...data,
+    revokeSupersededAfterMs: parseDuration(data.revokeSupersededAfter.replace(/^0$/, "0s")),
+    terminalRetryMs: parseDuration(data.terminalRetry),
+    restartGapMs: parseDuration(data.restartGap),
+    githubTimeoutMs: parseDuration(data.githubTimeout),
+    secondaryRateLimitWaitMs: parseDuration(data.secondaryRateLimitWait),
+    minMintIntervalMs: parseDuration(data.minMintInterval.replace(/^0$/, "0s")),
+    minTokenLifetimeMs: parseDuration(data.minTokenLifetime),
+    reconcileTimeoutMs: parseDuration(data.reconcileTimeout),
+    shutdownTimeoutMs: parseDuration(data.shutdownTimeout),
+    leaseDurationMs: parseDuration(data.leaseDuration),
+    renewDeadlineMs: parseDuration(data.renewDeadline),
+    retryPeriodMs: parseDuration(data.retryPeriod),
+    instance: env.POD_NAME?.trim() || hostname(),
+  };
+}
+
+/**
+ * Why the operator could not reach an API server with this configuration, or undefined.
+ * main.ts uses --kubeconfig when set and the in-cluster config otherwise; both are checked
+ * here so a missing one is one clear line, not a stack trace from the client library.
+ */
+export function kubeAccessProblem(
+  config: Pick<Config, "kubeconfig">,
+  env: NodeJS.ProcessEnv,
+  exists: (path: string) => boolean = existsSync,
+): string | undefined {
+  if (config.kubeconfig) {
+    return exists(config.kubeconfig) ? undefined : `kubeconfig ${config.kubeconfig} does not exist`;
+  }
+  if (env.KUBERNETES_SERVICE_HOST) return undefined;
+  return "no kubeconfig: pass --kubeconfig or set KUBECONFIG, or run in a cluster";
+}
+
+/** The settings worth stating in the first log line. */
+export function startupSummary(config: Config): Record<string, unknown> {
+  return {
+    namespaces: config.namespaces.length ? config.namespaces : "all",
+    operatorNamespace: config.operatorNamespace,
+    leaderElect: config.leaderElect,
+    ...(config.leaderElect
+      ? { lease: `${config.leaderElectionNamespace ?? config.operatorNamespace}/${config.leaderElectionId}` }
+      : {}),
+    instance: config.instance,
+    workers: config.workers,
   };
 }

@@ -2,7 +2,7 @@ import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import { CoordinationV1Api, KubeConfig } from "@kubernetes/client-node";
 import { type Clock, systemClock } from "./clock.ts";
-import { type Config, parseConfig, usage } from "./config.ts";
+import { type Config, ConfigError, kubeAccessProblem, parseConfig, startupSummary, usage } from "./config.ts";
 import { AppResolver } from "./controller/apps.ts";
 import { Controller } from "./controller/controller.ts";
 import { Reconciler } from "./controller/reconciler.ts";
@@ -18,6 +18,7 @@ import { LeaderElector } from "./kube/lease.ts";
 import { KubeWorkloads } from "./kube/workloads.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics, startMetricsServer } from "./metrics.ts";
+import { revision, version, versionLine } from "./version.ts";
 
 export interface Operator {
   healthPort: number;
@@ -49,7 +50,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
   const metrics = new Metrics();
   instrument(kubeConfig, (verb, resource) => metrics.kubeRequests.inc({ verb, resource }));
 
-  const kube = new KubeClient(kubeConfig, clock);
+  const kube = new KubeClient(kubeConfig, clock, config.instance);
   let controller: Controller | undefined;
   const cache = new ClusterCache({
     kubeConfig,
@@ -200,8 +201,9 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
   else queue.resume();
   log.info(
     {
-      namespaces: config.namespaces.length ? config.namespaces : "all",
-      leaderElect: config.leaderElect,
+      version,
+      revision: revision(),
+      ...startupSummary(config),
       healthPort: (health.address() as AddressInfo).port,
       metricsPort: (metricsServer.address() as AddressInfo).port,
     },
@@ -233,15 +235,26 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
 
 /** `ghat run`: parse flags, start, stop gracefully on SIGTERM/SIGINT within a bound. */
 export async function runCommand(argv: string[]): Promise<number> {
-  if (argv.includes("--help") || argv.includes("-h")) {
+  const flags = argv.slice(0, argv.includes("--") ? argv.indexOf("--") : argv.length);
+  if (flags.includes("--help") || flags.includes("-h")) {
     process.stdout.write(usage());
+    return 0;
+  }
+  if (flags.includes("--version") || flags.includes("-v")) {
+    process.stdout.write(`${versionLine()}\n`);
     return 0;
   }
   let config: Config;
   try {
     config = parseConfig(argv, process.env);
   } catch (err) {
-    process.stderr.write(`ghat: ${(err as Error).message}\n`);
+    if (!(err instanceof ConfigError)) throw err;
+    for (const problem of err.problems) process.stderr.write(`ghat: ${problem}\n`);
+    return 2;
+  }
+  const noAccess = kubeAccessProblem(config, process.env);
+  if (noAccess) {
+    process.stderr.write(`ghat: ${noAccess}\n`);
     return 2;
   }
   const operator = await startOperator(config);

@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { revision, version } from "./version.ts";
 
 /**
  * ghat's Prometheus metrics. Labels never carry a token, a key or a message: only
@@ -85,8 +86,17 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor() {
+  /** Always 1; the labels say which build runs (join on it to tell versions apart in a rollout). */
+  readonly buildInfo = new Gauge({
+    name: "ghat_build_info",
+    help: "1, labelled with the version and source revision of the running ghat.",
+    labelNames: ["version", "revision"],
+    registers: [this.registry],
+  });
+
+  constructor(build: { version: string; revision: string } = { version, revision: revision() }) {
     collectDefaultMetrics({ register: this.registry, prefix: "ghat_" });
+    this.buildInfo.set(build, 1);
   }
 }
 

@@ -10,6 +10,18 @@ import { parseConfig } from "./config.ts";
 import { createLogger } from "./log.ts";
 import { startOperator } from "./main.ts";
 
+const sandboxUsage = `Usage: ghat sandbox [--local] [--exit-when-ready]
+
+With a working kube context: applies the CRDs and runs the operator against it. Without one:
+starts a local control plane, the GitHub API simulator with a generated App, the operator and an
+example GitHubAppToken, then shows the resulting Secret. Ctrl-C stops everything.
+
+Flags:
+  --local             start the local sandbox even when a kube context works
+  --exit-when-ready   stop once the example Secret is written (for tests)
+  -h, --help          show this help
+`;
+
 /**
  * `ghat sandbox`: with a reachable kube context, runs the operator against it (CRDs applied
  * first). Without one, starts everything locally: a control plane, the GitHub simulator with a
@@ -18,9 +30,17 @@ import { startOperator } from "./main.ts";
 export async function sandboxCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { local: { type: "boolean" }, "exit-when-ready": { type: "boolean" } },
+    options: {
+      local: { type: "boolean" },
+      "exit-when-ready": { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
     strict: true,
   });
+  if (values.help) {
+    process.stdout.write(sandboxUsage);
+    return 0;
+  }
   const log = createLogger({ pretty: true, level: "info" });
   if (!values.local && currentContextWorks()) {
     log.info("Found a working kube context: applying CRDs and running ghat against it");

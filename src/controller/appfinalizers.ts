@@ -14,6 +14,11 @@ export interface AppFinalizerDeps {
   app(namespace: string, name: string): unknown;
   tokens(): unknown[];
   kube: Pick<KubeWriter, "setAppFinalizer">;
+  /**
+   * Per App, the resourceVersion the last write was based on: until the cache shows a newer
+   * version, the same write is not sent again (a burst of tokens makes one write, not one each).
+   */
+  written: Map<string, string>;
 }
 
 /** The queue key of a GitHubApp's finalizer check (token keys are plain `namespace/name`). */
@@ -38,8 +43,16 @@ export async function reconcileAppFinalizer(
   namespace: string,
   name: string,
 ): Promise<void> {
-  const app = d.app(namespace, name) as ObjectLike | undefined;
-  if (!app) return;
+  const app = d.app(namespace, name) as
+    | (ObjectLike & { metadata?: { resourceVersion?: string } })
+    | undefined;
+  const id = `${namespace}/${name}`;
+  if (!app) {
+    d.written.delete(id);
+    return;
+  }
+  const version = app.metadata?.resourceVersion ?? "";
+  if (d.written.get(id) === version) return;
   const finalizers = app.metadata?.finalizers ?? [];
   const has = finalizers.includes(appFinalizer);
   const used = (d.tokens() as ObjectLike[]).some(
@@ -49,7 +62,11 @@ export async function reconcileAppFinalizer(
       t.spec?.appRef?.name === name &&
       (t.metadata.finalizers ?? []).includes(finalizer),
   );
-  if (used && !has && app.metadata?.deletionTimestamp === undefined)
+  if (used && !has && app.metadata?.deletionTimestamp === undefined) {
     await d.kube.setAppFinalizer(namespace, name, true);
-  else if (!used && has) await d.kube.setAppFinalizer(namespace, name, false, finalizers);
+    d.written.set(id, version);
+  } else if (!used && has) {
+    await d.kube.setAppFinalizer(namespace, name, false, finalizers);
+    d.written.set(id, version);
+  }
 }

@@ -40,6 +40,7 @@ export class Controller {
   readonly queue: WorkQueue;
   readonly #d: ControllerDeps;
   #reconciler: Reconciler | undefined;
+  readonly #appFinalizersWritten = new Map<string, string>();
 
   constructor(deps: ControllerDeps) {
     this.#d = deps;
@@ -131,7 +132,12 @@ export class Controller {
     const cache = this.#d.cache;
     try {
       await reconcileAppFinalizer(
-        { app: (ns, n) => cache.app("GitHubApp", ns, n), tokens: () => cache.tokens(), kube },
+        {
+          app: (ns, n) => cache.app("GitHubApp", ns, n),
+          tokens: () => cache.tokens(),
+          kube,
+          written: this.#appFinalizersWritten,
+        },
         namespace,
         name,
       );

@@ -171,6 +171,12 @@ export class Reconciler {
    * through the same endpoint even when its App can no longer be resolved. Never a default host.
    */
   readonly #endpoints = new Map<string, Endpoint>();
+  /**
+   * Per key: the token its Secrets last held, as read or written. When a namespace is deleted
+   * as a whole, Kubernetes may delete the Secrets before the finalizer runs: the token is
+   * still revoked from here.
+   */
+  readonly #held = new Map<string, string>();
   readonly #revoker: Revoker;
 
   constructor(deps: ReconcilerDeps) {
@@ -213,6 +219,7 @@ export class Reconciler {
     this.#delivered.clear();
     this.#issued.clear();
     this.#endpoints.clear();
+    this.#held.clear();
     this.#revoker.cancelAll();
   }
 
@@ -242,6 +249,8 @@ export class Reconciler {
       observed = await this.#observe(token, app, resolution.ok ? undefined : resolution);
       const issued = this.#issued.get(key);
       if (issued) observed.known = [issued];
+      const holding = currentToken(observed);
+      if (holding) this.#held.set(key, holding.token);
       inputs = inputsOf(token, resolution, observed);
       const waiting = this.#backoff.get(key);
       if (waiting && !observed.deleting && waiting.inputs === inputs && this.#d.clock.now() < waiting.until) {
@@ -393,6 +402,7 @@ export class Reconciler {
         const current = { token: minted.token, expiresAt: minted.expiresAt, refreshAt };
         await this.#writeSecrets(token, withOwner, desiredSecrets(withOwner, current));
         this.#issued.set(key, minted.token);
+        this.#held.set(key, minted.token);
         await this.#deliver(
           key,
           token,
@@ -633,9 +643,12 @@ export class Reconciler {
     // no usable token (it expired during the outage, or none was ever issued) is past that
     // point: it keeps the floor's pace. Without that cap the failures counted while it was
     // held would put the next retry minutes out.
-    const maxMs = observed
-      ? retryCap(current ? current.expiresAt - observed.minRemainingMs - now : 0, observed.minRemainingMs)
-      : undefined;
+    // Only outages get that cap: a server that answers nonsense (InvalidResponse) backs off
+    // exponentially, up to 5 minutes, whatever refresh policy its tenant chose.
+    const maxMs =
+      observed && error.code !== "InvalidResponse"
+        ? retryCap(current ? current.expiresAt - observed.minRemainingMs - now : 0, observed.minRemainingMs)
+        : undefined;
     let retryAt: number | undefined;
     if (error.retryable)
       retryAt = retryTime({ failures, random: this.#d.random(), retryAt: error.retryAt, now, maxMs });
@@ -752,10 +765,14 @@ export class Reconciler {
     const ns = token.metadata.namespace ?? "";
     const name = token.metadata.name;
     const ours = [...observed.secrets.values()].filter((s) => s.ownedByToken);
-    const held = currentToken({
+    const inSecrets = currentToken({
       ...observed,
       scopeHash: ours[0]?.annotations["ghat.dev/scope-hash"] ?? observed.scopeHash,
     });
+    const remembered = this.#held.get(key);
+    const held =
+      inSecrets ??
+      (remembered ? { token: remembered, expiresAt: Number.NaN, refreshAt: Number.NaN } : undefined);
     if (held && this.#heldElsewhere(ns, name, held.token)) {
       log.info("Left the token unrevoked: another GitHubAppToken's Secret still holds it (sharing)");
     } else if (held && !endpoint) {
@@ -764,7 +781,7 @@ export class Reconciler {
         token,
         "Warning",
         "RevokeFailed",
-        `Could not revoke the token: its App and where it was minted are unknown; it expires at ${iso(held.expiresAt)}`,
+        `Could not revoke the token: its App and where it was minted are unknown; ${expiresText(held.expiresAt)}`,
       );
     } else if (held && endpoint) {
       const attempts = (this.#revokeAttempts.get(key) ?? 0) + 1;
@@ -781,7 +798,7 @@ export class Reconciler {
           token,
           "Warning",
           "RevokeFailed",
-          `Gave up revoking the token after ${attempts} attempts (${e.message}); it expires at ${iso(held.expiresAt)}`,
+          `Gave up revoking the token after ${attempts} attempts (${e.message}); ${expiresText(held.expiresAt)}`,
         );
       }
     }
@@ -811,9 +828,10 @@ export class Reconciler {
         { retryAt: gate.retryAt },
       );
     }
-    const minted = await this.#d.github.mint(app, token);
+    // Every attempt counts, failed ones too: a tenant whose server keeps failing must not make
+    // ghat call it (or GitHub) faster than the limits allow.
     this.#d.limiter?.record(keys, this.#d.clock.now());
-    return minted;
+    return await this.#d.github.mint(app, token);
   }
 
   /**
@@ -878,6 +896,7 @@ export class Reconciler {
     this.#backoff.delete(key);
     this.#revokeAttempts.delete(key);
     this.#endpoints.delete(key);
+    this.#held.delete(key);
     this.#revoker.flush(key);
     this.#d.limiter?.forget(key);
     this.#d.forget(key);
@@ -960,6 +979,10 @@ function summarize(names: string[]): string {
   return names.length <= 10
     ? names.join(", ")
     : `${names.slice(0, 10).join(", ")} and ${names.length - 10} more`;
+}
+
+function expiresText(expiresAt: number): string {
+  return Number.isFinite(expiresAt) ? `it expires at ${iso(expiresAt)}` : "it expires within the hour";
 }
 
 /** Only what a revocation needs (no key, no policy). */

@@ -13,8 +13,26 @@ interface State {
   server: string;
 }
 
+const usage = `Usage: ghat cluster up|down|status
+
+A local control plane (kube-apiserver, etcd, kube-controller-manager) that keeps running in the
+background; its state lives in .local/cluster and its kubeconfig in .local/kubeconfig.
+
+Commands:
+  up       start it (the binaries are built once from the Go module proxy) and print the kubeconfig
+  down     stop it
+  status   say whether it runs (exit code 0) or not (3); the default
+
+Flags:
+  -h, --help   show this help
+`;
+
 /** `ghat cluster up|down|status`: a local control plane that keeps running in the background. */
 export async function clusterCommand(argv: string[]): Promise<number> {
+  if (argv.some((a) => a === "--help" || a === "-h" || a === "help")) {
+    process.stdout.write(usage);
+    return 0;
+  }
   const [sub = "status"] = argv;
   switch (sub) {
     case "up":

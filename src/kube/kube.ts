@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import {
   ApiException,
   CoreV1Api,
@@ -64,12 +65,16 @@ export class KubeClient implements KubeWriter {
   readonly #core: CoreV1Api;
   readonly #custom: CustomObjectsApi;
   readonly #clock: Clock;
+  readonly #instance: string;
 
-  constructor(kubeConfig: KubeConfig, clock: Clock) {
+  /** `instance` names this replica on the events it records (the pod name in a cluster). */
+  constructor(kubeConfig: KubeConfig, clock: Clock, instance: string = process.env.POD_NAME || hostname()) {
     this.#objects = KubernetesObjectApi.makeApiClient(kubeConfig);
     this.#core = kubeConfig.makeApiClient(CoreV1Api);
     this.#custom = kubeConfig.makeApiClient(CustomObjectsApi);
     this.#clock = clock;
+    // The API server refuses a reportingInstance longer than 128 characters.
+    this.#instance = instance.slice(0, 128);
   }
 
   get core(): CoreV1Api {
@@ -217,9 +222,9 @@ export class KubeClient implements KubeWriter {
           type,
           reason,
           message: redact(message).slice(0, 1024),
-          source: { component: "ghat" },
+          source: { component: "ghat", host: this.#instance },
           reportingComponent: "ghat.dev/controller",
-          reportingInstance: "ghat",
+          reportingInstance: this.#instance,
           firstTimestamp: now,
           lastTimestamp: now,
           count: 1,

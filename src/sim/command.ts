@@ -14,6 +14,20 @@ export interface SimCommandIo {
 const usage = `Usage: ghat sim [--port N] [--host ADDR] [--seed FILE] [--token-lifetime SECONDS]
                 [--token-format classic|stateless] [--enterprise]`;
 
+const help = `${usage}
+
+Runs the GitHub API simulator until SIGTERM or SIGINT; prints {"url", "apiUrl"} once listening.
+
+Flags:
+  --port N                          port to listen on; 0 picks a free one (default 0)
+  --host ADDR                       address to listen on (default 127.0.0.1)
+  --seed FILE                       Apps, installations and repositories to start with (YAML or JSON)
+  --token-lifetime SECONDS          lifetime of minted installation tokens (default 3600)
+  --token-format classic|stateless  shape of minted tokens (default classic)
+  --enterprise                      act as GitHub Enterprise Server (API under /api/v3, no rate limits)
+  -h, --help                        show this help
+`;
+
 /**
  * `ghat sim`: the GitHub API simulator as a process, for sandboxes. Prints `{"url", "apiUrl"}`
  * as one JSON line once listening, runs until SIGTERM/SIGINT, closes cleanly and returns 0.
@@ -33,6 +47,7 @@ export async function simCommand(argv: string[], io: SimCommandIo = {}): Promise
     "token-lifetime": string;
     "token-format": string;
     enterprise: boolean;
+    help?: boolean | undefined;
   };
   try {
     values = parseArgs({
@@ -44,12 +59,17 @@ export async function simCommand(argv: string[], io: SimCommandIo = {}): Promise
         "token-lifetime": { type: "string", default: "3600" },
         "token-format": { type: "string", default: "classic" },
         enterprise: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h" },
       },
       allowPositionals: false,
       strict: true,
     }).values;
   } catch (err) {
     return fail(err instanceof Error ? err.message : String(err));
+  }
+  if (values.help) {
+    stdout.write(help);
+    return 0;
   }
   const port = Number(values.port);
   const lifetime = Number(values["token-lifetime"]);

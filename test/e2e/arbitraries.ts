@@ -240,12 +240,14 @@ export const template: fc.Arbitrary<Segment[]> = fc
     }),
   )
   .map(([segments, unclosed]) => (unclosed ? [...segments, unclosed] : segments))
-  .filter((segments) => segments.reduce((n, s) => n + s.text.length, 0) <= 65_536);
+  // Within the 16 KiB a template's source may hold (larger ones are refused at admission).
+  .filter((segments) => Buffer.byteLength(segments.map((s) => s.text).join("")) <= 16_384);
 
 /** Templates without errors (for outputs that must work). */
 export const validTemplate: fc.Arbitrary<Segment[]> = fc
   .array(fc.oneof(literal, placeholder), { minLength: 1, maxLength: 6 })
-  .filter((segments) => segments.reduce((n, s) => n + s.text.length, 0) <= 65_536);
+  // Within the 16 KiB a template's source may hold (larger ones are refused at admission).
+  .filter((segments) => Buffer.byteLength(segments.map((s) => s.text).join("")) <= 16_384);
 
 export const source = (segments: Segment[]) => segments.map((s) => s.text).join("");
 
@@ -393,9 +395,12 @@ const defect = (label: string, patch: Record<string, unknown>, expect: Expectati
 /** A valid spec with exactly one thing wrong, and what that must produce. */
 export const oneDefect: fc.Arbitrary<Case> = fc.oneof(
   // References that point nowhere.
-  unicode(30).map((name) =>
-    defect("missing App", { appRef: { name } }, reason("AppNotFound", "does not exist")),
+  dnsLabel.map((name) =>
+    defect("missing App", { appRef: { name: `nope-${name}` } }, reason("AppNotFound", "does not exist")),
   ),
+  unicode(30)
+    .filter((n) => !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(n))
+    .map((name) => defect("App name no object can have", { appRef: { name } }, refused("spec.appRef.name"))),
   dnsLabel.map((name) =>
     defect(
       "missing ClusterGitHubApp",

@@ -75,6 +75,9 @@ describe("least privilege, on a real API server with RBAC", () => {
     op = await runOperator(operatorKubeconfig, [
       "--operator-namespace",
       opNs,
+      // The Lease the chart's Role names: <fullname>-leader, derived from the release.
+      "--leader-election-id",
+      `rbac-${suffix}-ghat-leader`,
       ...fastLeaderElection,
       "--revoke-superseded-after",
       "1s",

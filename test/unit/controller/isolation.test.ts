@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { GitHubAppToken } from "../../../src/api/githubapptoken.ts";
 import type { MintGate, MintKeys } from "../../../src/controller/reconciler.ts";
+import { GhatError } from "../../../src/core/errors.ts";
 import { MintLimiter } from "../../../src/core/limits.ts";
 import { finalizer } from "../../../src/kube/kube.ts";
 import { harness, tokenObject } from "./fakes.ts";
@@ -233,5 +234,40 @@ describe("Reconciler under a hostile tenant", () => {
     const scope = h.kube.tokens.get(key)?.status?.conditions?.find((c) => c.type === "ScopeMatched");
     expect(scope?.message.length).toBeLessThan(400);
     expect(scope?.message).toContain("and 490 more");
+  });
+
+  it("revokes the token on delete even when the namespace's deletion removed its Secrets first", async () => {
+    const h = harness();
+    h.kube.tokens.set(key, tokenObject());
+    await h.reconciler.reconcile(key);
+    h.kube.secrets.delete("team/ci-token"); // the namespace controller got there first
+    h.kube.keySecrets.delete("team/app-key");
+    const t = h.kube.tokens.get(key);
+    if (t) t.metadata.deletionTimestamp = "2026-11-24T12:30:00Z";
+    await h.reconciler.reconcile(key);
+    expect(h.github.revokedVia).toEqual([
+      { token: h.github.minted[0], baseUrl: "https://api.github.com", proxy: undefined },
+    ]);
+    expect(h.kube.tokens.has(key)).toBe(false);
+  });
+
+  it("backs a server that answers nonsense off exponentially, whatever the tenant's refresh policy", async () => {
+    const h = harness();
+    h.kube.tokens.set(
+      key,
+      tokenObject({ refreshPolicy: { refreshBefore: "2s", minRemainingLifetime: "1s" } }),
+    );
+    const invalid = () => new GhatError("InvalidResponse", "GitHub answered a token that does not match");
+    const delays: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      h.github.failNext.push(invalid());
+      await h.reconciler.reconcile(key);
+      const at = h.requeues.get(key) ?? 0;
+      delays.push(at - h.clock.now());
+      h.clock.advance(at - h.clock.now());
+    }
+    // 1 s, 2 s, 4 s, … (each jittered over its upper half), not one a second for ever.
+    expect(delays.at(-1)).toBeGreaterThanOrEqual(60_000);
+    expect(delays.reduce((a, b) => a + b, 0)).toBeGreaterThan(100_000);
   });
 });
