@@ -5,11 +5,11 @@ import { type Clock, systemClock } from "./clock.ts";
 import { type Config, ConfigError, kubeAccessProblem, parseConfig, startupSummary, usage } from "./config.ts";
 import { AppResolver } from "./controller/apps.ts";
 import { Controller } from "./controller/controller.ts";
-import { Reconciler } from "./controller/reconciler.ts";
+import { Reconciler } from "./controller/reconcile.ts";
 import { Rollouts } from "./controller/rollout.ts";
 import { MintLimiter } from "./core/limits.ts";
 import { createGateway } from "./github/gateway.ts";
-import { parsePrivateKey } from "./github/privatekey.ts";
+import { keyFingerprint, parsePrivateKey } from "./github/privatekey.ts";
 import { startHealthServer } from "./health.ts";
 import { ClusterCache, tokenSource } from "./kube/cache.ts";
 import { instrument } from "./kube/instrument.ts";
@@ -110,6 +110,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     apps: new AppResolver({
       operatorNamespace: config.operatorNamespace,
       parseKey: parsePrivateKey,
+      fingerprint: keyFingerprint,
       installationOwner: (app, id) => gateway.installationOwner(app, id),
       source: {
         app: (kind, ns, name) => cache.app(kind, ns, name),
@@ -118,8 +119,6 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
       },
     }),
     github: gateway,
-    requeueAt: (key, at) => queue.addAt(key, at),
-    forget: (key) => queue.forget(key),
     random: Math.random,
     options: {
       revokeSupersededAfterMs: config.revokeSupersededAfterMs,
@@ -135,6 +134,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     }),
     hooks: {
       throttled: (limit) => metrics.mintsThrottled.inc({ limit }),
+      internalError: () => metrics.internalErrors.inc(),
       minted: (_key, result) => metrics.refreshes.inc({ result }),
       expiry: (key, expiresAt) => {
         const [namespace = "", name = ""] = key.split("/");

@@ -80,6 +80,11 @@ export class Metrics {
     labelNames: ["limit"],
     registers: [this.registry],
   });
+  readonly internalErrors = new Counter({
+    name: "ghat_internal_errors_total",
+    help: "Reconciles that failed on a bug in ghat (logged at error level with the details).",
+    registers: [this.registry],
+  });
   readonly reconcileOverruns = new Counter({
     name: "ghat_reconcile_overruns_total",
     help: "Reconciles that overran --reconcile-timeout; their worker was given back.",

@@ -23,6 +23,8 @@ export interface ResolvedApp {
   spec: AppSpec;
   issuer: string;
   key: KeyObject;
+  /** A fingerprint of the key (its public half): a rotated key is a new input. */
+  keyId: string;
   /** Identifies the App for caches: kind/namespace/name plus issuer and URL. */
   cacheKey: string;
   /** A ClusterGitHubApp's policy, checked again against what GitHub granted. */
@@ -36,6 +38,15 @@ export interface Endpoint {
   proxy?: string | undefined;
 }
 
+/** Only what a revocation needs of an App (no key, no policy). */
+export function endpointOf(e: Endpoint): Endpoint {
+  return {
+    baseUrl: e.baseUrl,
+    ...(e.caBundle ? { caBundle: e.caBundle } : {}),
+    ...(e.proxy ? { proxy: e.proxy } : {}),
+  };
+}
+
 export type AppResolution =
   | { ok: true; app: ResolvedApp }
   | { ok: false; code: ErrorCode; message: string; endpoint?: Endpoint };
@@ -46,6 +57,8 @@ export interface AppResolverDeps {
   installationOwner: (app: ResolvedApp, installationId: number) => Promise<string>;
   operatorNamespace: string;
   parseKey: (pem: string) => KeyObject;
+  /** A stable id of a key (src/github/privatekey.ts keyFingerprint). */
+  fingerprint: (key: KeyObject) => string;
 }
 
 /**
@@ -55,7 +68,7 @@ export interface AppResolverDeps {
  */
 export class AppResolver {
   readonly #deps: AppResolverDeps;
-  readonly #keys = new Map<string, KeyObject | GhatError>();
+  readonly #keys = new Map<string, { key: KeyObject; id: string } | GhatError>();
 
   constructor(deps: AppResolverDeps) {
     this.#deps = deps;
@@ -128,12 +141,12 @@ export class AppResolver {
         endpoint,
       };
     }
-    const key = this.#key(encoded);
-    if (key instanceof GhatError) {
+    const parsedKey = this.#key(encoded);
+    if (parsedKey instanceof GhatError) {
       return {
         ok: false,
-        code: key.code,
-        message: `Secret "${ref.name}" key "${ref.key}" in namespace "${keyNamespace}": ${key.message}`,
+        code: parsedKey.code,
+        message: `Secret "${ref.name}" key "${ref.key}" in namespace "${keyNamespace}": ${parsedKey.message}`,
         endpoint,
       };
     }
@@ -145,7 +158,8 @@ export class AppResolver {
       namespace,
       spec,
       issuer,
-      key,
+      key: parsedKey.key,
+      keyId: parsedKey.id,
       cacheKey: `${kind}/${namespace ?? ""}/${name}/${issuer}@${spec.baseUrl}`,
       policy,
     };
@@ -161,12 +175,13 @@ export class AppResolver {
     return { ok: true, app };
   }
 
-  #key(encoded: string): KeyObject | GhatError {
+  #key(encoded: string): { key: KeyObject; id: string } | GhatError {
     const cached = this.#keys.get(encoded);
     if (cached) return cached;
-    let result: KeyObject | GhatError;
+    let result: { key: KeyObject; id: string } | GhatError;
     try {
-      result = this.#deps.parseKey(Buffer.from(encoded, "base64").toString("utf8"));
+      const key = this.#deps.parseKey(Buffer.from(encoded, "base64").toString("utf8"));
+      result = { key, id: this.#deps.fingerprint(key) };
     } catch (err) {
       result =
         err instanceof GhatError

@@ -6,7 +6,7 @@ import type { KubeWriter } from "../kube/kube.ts";
 import type { Logger } from "../log.ts";
 import { appKey, parseAppKey, reconcileAppFinalizer } from "./appfinalizers.ts";
 import { WorkQueue } from "./queue.ts";
-import type { Reconciler } from "./reconciler.ts";
+import type { Reconciler } from "./reconcile.ts";
 
 interface TokenLike {
   metadata?: { name?: string; namespace?: string };
@@ -120,7 +120,9 @@ export class Controller {
       return;
     }
     const start = this.#d.clock.now();
-    await this.#reconciler?.reconcile(key);
+    const outcome = await this.#reconciler?.reconcile(key);
+    if (outcome?.forget) this.queue.forget(key);
+    if (outcome?.requeueAt !== undefined) this.queue.addAt(key, outcome.requeueAt);
     const ms = this.#d.clock.now() - start;
     this.#d.onReconciled?.(ms);
     this.#d.log.trace({ key, ms }, "Reconciled");

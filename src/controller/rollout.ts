@@ -10,7 +10,7 @@ import {
   type Workload,
 } from "../core/delivery.ts";
 import { toGhatError } from "../core/errors.ts";
-import { rfc3339 } from "../core/plan.ts";
+import { rfc3339 } from "../core/time.ts";
 import type { WorkloadApi } from "../kube/workloads.ts";
 import type { Logger } from "../log.ts";
 

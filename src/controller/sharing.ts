@@ -1,4 +1,4 @@
-import type { Minted } from "./reconciler.ts";
+import type { Minted } from "./ports.ts";
 
 /** A minted token as sharers see it: what GitHub answered, and when. */
 export interface SharedMint {

@@ -58,10 +58,6 @@ export function setCondition(
   return list;
 }
 
-export function removeCondition(conditions: readonly Condition[] | undefined, type: string): Condition[] {
-  return (conditions ?? []).filter((c) => c.type !== type);
-}
-
 export function findCondition(
   conditions: readonly Condition[] | undefined,
   type: string,

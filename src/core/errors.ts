@@ -41,6 +41,11 @@ export const errorCodes = [
   "Throttled",
   /** A cache or a reconcile step did not finish within its deadline. Retried with backoff. */
   "Timeout",
+  /**
+   * A bug in ghat (a programming error, not a classified failure): logged loudly, counted in
+   * ghat_internal_errors_total, retried slowly; never reported as a Kubernetes problem.
+   */
+  "InternalError",
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];
@@ -79,15 +84,34 @@ export class GhatError extends Error {
   }
 }
 
-export function isRetryable(code: ErrorCode): boolean {
-  return retryableCodes.has(code);
-}
-
 /** Normalises anything thrown into a GhatError without leaking its message verbatim. */
 export function toGhatError(err: unknown, fallback: ErrorCode = "KubernetesError"): GhatError {
   if (err instanceof GhatError) return err;
+  if (isProgrammingError(err)) {
+    return new GhatError("InternalError", "ghat failed internally; the operator log has the details", {
+      cause: err,
+    });
+  }
   const message = err instanceof Error ? err.message : String(err);
   return new GhatError(fallback, redact(message), { cause: err });
+}
+
+/**
+ * A bug rather than a failure of something outside (after controller-runtime's TerminalError
+ * split): a TypeError, ReferenceError, RangeError or SyntaxError thrown by ghat's own code.
+ * `fetch` reports network failures as a TypeError with a cause: those are not bugs.
+ */
+export function isProgrammingError(err: unknown): boolean {
+  if (
+    !(
+      err instanceof TypeError ||
+      err instanceof ReferenceError ||
+      err instanceof RangeError ||
+      err instanceof SyntaxError
+    )
+  )
+    return false;
+  return !(err.message === "fetch failed" || (err as { cause?: unknown }).cause !== undefined);
 }
 
 /**

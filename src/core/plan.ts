@@ -9,6 +9,7 @@ import {
   labels,
   type OutputContext,
 } from "./outputs.ts";
+import { rfc3339 } from "./time.ts";
 
 /** A Secret as the kube layer observed it (data already decoded to text). */
 export interface ObservedSecret {
@@ -261,9 +262,4 @@ export function matches(observed: ObservedSecret | undefined, desired: DesiredSe
     sub(desired.data, observed.data) &&
     Object.keys(observed.data).every((k) => k in desired.data)
   );
-}
-
-/** RFC 3339 in UTC with second precision, as GitHub writes expires_at. */
-export function rfc3339(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 }

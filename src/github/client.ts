@@ -508,17 +508,19 @@ function duration(ms: number): string {
 }
 
 /**
- * expires_at is on GitHub's clock. When GitHub's clock is ahead of ours (its Date header),
- * the token dies earlier on ours: move the expiry back by the difference, so refresh and
- * the minimum remaining lifetime hold under clock skew. When GitHub is behind, keep its
- * value (refreshing a little early is harmless). Whole seconds, like GitHub's.
+ * expires_at is on GitHub's clock; ghat schedules on its own. Translate it by the skew the
+ * answer's Date header shows: when GitHub is ahead, the token dies earlier on our clock;
+ * when it is behind, later (taken at face value, a token from a server 5 minutes behind
+ * would look expired on arrival and be minted again in a loop). The Date header is
+ * truncated to the second, so the translation errs a second early. acceptedExpiry has
+ * already bounded expires_at to 24 h after that header. Whole seconds, like GitHub's.
  */
 export function localExpiry(expiresAt: number, dateHeader: string | null, nowMs: number): number {
   const githubNow = Date.parse(dateHeader ?? "");
   if (!Number.isFinite(githubNow)) return expiresAt;
-  // The Date header is truncated to the second: GitHub's true time is up to 1 s later.
+  // GitHub's true time is up to 1 s after its Date header.
   const aheadMs = githubNow + 1_000 - nowMs;
-  return aheadMs > 1_000 ? Math.floor((expiresAt - aheadMs) / 1_000) * 1_000 : expiresAt;
+  return Math.abs(aheadMs) > 1_000 ? Math.floor((expiresAt - aheadMs) / 1_000) * 1_000 : expiresAt;
 }
 
 /** The JWT's `iss`: the numeric App id when known (Enterprise Server < 3.14 takes only that), else the client id. */

@@ -1,7 +1,7 @@
 import type { GitHubAppToken } from "../api/githubapptoken.ts";
 import type { Clock } from "../clock.ts";
 import type { Endpoint, ResolvedApp } from "../controller/apps.ts";
-import type { GitHubGateway, Minted } from "../controller/reconciler.ts";
+import type { GitHubGateway, Minted } from "../controller/ports.ts";
 import { GhatError } from "../core/errors.ts";
 import type { Logger } from "../log.ts";
 import { createGitHubClient, type GitHubClient, type GitHubClientOptions } from "./client.ts";

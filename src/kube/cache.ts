@@ -356,7 +356,7 @@ export function isObjectName(name: string): boolean {
   );
 }
 
-/** The TokenSource the reconciler reads managed objects through (see src/controller/reconciler.ts). */
+/** The TokenSource the reconciler reads managed objects through (see src/controller/ports.ts). */
 export function tokenSource(cache: ClusterCache): {
   token(namespace: string, name: string): unknown;
   secret(namespace: string, name: string): Promise<SecretView | undefined>;

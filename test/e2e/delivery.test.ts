@@ -1,17 +1,9 @@
 import { createHash } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { kubeconfigPath, kubectl } from "../support/cluster.ts";
-import {
-  allLogs,
-  Kube,
-  leaks,
-  namespaceWithApp,
-  type RunningOperator,
-  runOperator,
-  startGitHub,
-  tokenYaml,
-} from "./operator.ts";
+import { kubectl } from "../support/cluster.ts";
+import { useOperator } from "./fixture.ts";
+import { tokenYaml } from "./operator.ts";
 
 const hash = (t: string) => createHash("sha256").update(t).digest("hex").slice(0, 16);
 
@@ -47,20 +39,12 @@ function deploymentYaml(name: string, secret: string, via: "env" | "volume"): st
  * restart is the pod-template change the Deployment controller would roll out).
  */
 describe("delivery to workloads, and one mint per scope", () => {
-  let github: Awaited<ReturnType<typeof startGitHub>>;
-  let op: RunningOperator;
-  let kube: Kube;
+  const fx = useOperator({
+    tokenLifetimeSeconds: 12,
+    operator: ["--revoke-superseded-after", "3s", "--restart-gap", "1s"],
+  });
+  const { kube } = fx;
   const bound = { timeout: 40_000, interval: 250 };
-
-  beforeAll(async () => {
-    github = await startGitHub({ tokenLifetimeSeconds: 12 });
-    kube = new Kube(kubeconfigPath());
-    op = await runOperator(kubeconfigPath(), ["--revoke-superseded-after", "3s", "--restart-gap", "1s"]);
-  });
-  afterAll(async () => {
-    await op?.stop();
-    await github?.sim.close();
-  });
 
   async function apply(ns: string, yaml: string) {
     const r = await kubectl(["-n", ns, "apply", "-f", "-"], { input: yaml });
@@ -76,7 +60,7 @@ describe("delivery to workloads, and one mint per scope", () => {
     Buffer.from(await jsonpath(ns, `secret/${secret}`, "{.data.token}"), "base64").toString();
 
   it("says in the status when a workload reads the Secret through environment variables", async () => {
-    const ns = await namespaceWithApp(kube, github, "env");
+    const ns = await fx.withApp("env");
     await apply(ns, deploymentYaml("reader", "t-token", "env"));
     await apply(ns, deploymentYaml("mounter", "t-token", "volume"));
     await apply(ns, tokenYaml("t", { refreshPolicy: { refreshBefore: "8s", minRemainingLifetime: "4s" } }));
@@ -88,7 +72,7 @@ describe("delivery to workloads, and one mint per scope", () => {
   });
 
   it("restarts listed workloads only after the token changed, one after the other", async () => {
-    const ns = await namespaceWithApp(kube, github, "rollout");
+    const ns = await fx.withApp("rollout");
     await apply(ns, deploymentYaml("web", "r-token", "env"));
     await apply(ns, deploymentYaml("worker", "r-token", "env"));
     const restartedFor = (name: string) =>
@@ -140,14 +124,14 @@ describe("delivery to workloads, and one mint per scope", () => {
   });
 
   it("gives tokens of one scope one mint per rotation, and keeps the shared token until its last holder goes", async () => {
-    const ns = await namespaceWithApp(kube, github, "share");
+    const ns = await fx.withApp("share");
     // A scope no other test here uses, so the simulator's tokens can be attributed.
     const spec = {
       permissions: { issues: "read" },
       refreshPolicy: { refreshBefore: "8s", minRemainingLifetime: "4s" },
     };
     const mintedForScope = (since: number) =>
-      [...github.sim.state.tokens.values()].filter(
+      [...fx.github.sim.state.tokens.values()].filter(
         (t) => t.permissions.issues === "read" && t.permissions.contents === undefined && t.issuedAt >= since,
       ).length;
     await apply(
@@ -189,10 +173,9 @@ describe("delivery to workloads, and one mint per scope", () => {
     // Deleting one holder does not revoke what the others hold.
     const shared = await secretToken(ns, "b-token");
     expect((await kubectl(["-n", ns, "delete", "ghat", "a", "--wait=true"])).code).toBe(0);
-    if ((await secretToken(ns, "b-token")) === shared) expect(github.sim.checkToken(shared).live).toBe(true);
+    if ((await secretToken(ns, "b-token")) === shared)
+      expect(fx.github.sim.checkToken(shared).live).toBe(true);
   });
 
-  it("leaks nothing", async () => {
-    expect(await leaks(github, allLogs)).toEqual([]);
-  });
+  fx.itLeaksNothing({ name: "leaks nothing", minLines: false });
 });

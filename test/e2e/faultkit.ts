@@ -150,6 +150,23 @@ export class Monitor {
   }
 }
 
+/** A Monitor of the Secret `<name>-token` of each token in `names`. */
+export function monitorTokens(
+  kube: Kube,
+  sim: Simulator,
+  ns: string,
+  names: string[],
+  minRemainingMs: number,
+) {
+  return new Monitor(
+    kube,
+    sim,
+    ns,
+    names.map((n) => `${n}-token`),
+    minRemainingMs,
+  );
+}
+
 /**
  * Waits until every token is Ready (reason Issued) with a token GitHub accepts and at least the minimum
  * lifetime left in each of its Secrets; returns how long that took (ms).

@@ -1,11 +1,10 @@
 import { createHash } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
 import { type KubernetesObject, type V1Secret, Watch } from "@kubernetes/client-node";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { group, version } from "../../src/api/meta.ts";
 import { errorCodes } from "../../src/core/errors.ts";
-import { type KubectlResult, kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
+import { type KubectlResult, kubectl, newNamespace } from "../support/cluster.ts";
 import {
   type Case,
   damagedKey,
@@ -23,18 +22,8 @@ import {
   source,
   template,
 } from "./arbitraries.ts";
-import {
-  allLogs,
-  Kube,
-  leaks,
-  namespaceWithApp,
-  type RunningOperator,
-  ready,
-  runOperator,
-  startGitHub,
-  type TokenObject,
-  tokenYaml,
-} from "./operator.ts";
+import { useOperator, writeLocal } from "./fixture.ts";
+import { allLogs, describeReady, ready, settleReady, type TokenObject, tokenYaml } from "./operator.ts";
 
 /**
  * Issue #8, hostile input. Generated GitHubAppToken, GitHubApp and ClusterGitHubApp specs,
@@ -44,10 +33,14 @@ import {
  * it all the operator keeps working, does not loop, and never shows a token or a key.
  */
 describe("hostile input", () => {
-  let github: Awaited<ReturnType<typeof startGitHub>>;
-  let op: RunningOperator;
-  let kube: Kube;
-  let opNs: string;
+  const runLabel = `hostile-${process.pid}`;
+  const fx = useOperator({
+    operatorNamespace: true,
+    operator: ["--terminal-retry", "1m"],
+    afterStop: () =>
+      kubectl(["delete", "clustergithubapps", "-l", `hostile.test/run=${runLabel}`, "--wait=false"]),
+  });
+  const { kube } = fx;
   /** Namespace with GitHubApp "app" and a foreign Secret "foreign". */
   let ns: string;
   let canaryNs: string;
@@ -56,23 +49,15 @@ describe("hostile input", () => {
   let accepted = 0;
   /** Material of every malformed key, to look for in logs, events and status. */
   const badKeyMaterial: string[] = [];
-  const runLabel = `hostile-${process.pid}`;
   let seq = 0;
   const next = (prefix: string) => `${prefix}${seq++}`;
 
   /** Ready reasons that tell a user what to do. KubernetesError is not one: it says "retrying". */
   const clearReasons = errorCodes.filter((c) => c !== "KubernetesError");
-  const mints = () => github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0;
+  const mints = () => fx.github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0;
 
   beforeAll(async () => {
-    github = await startGitHub();
-    kube = new Kube(kubeconfigPath());
-    opNs = await newNamespace("ghat-system");
-    op = await runOperator(kubeconfigPath(), ["--operator-namespace", opNs, "--terminal-retry", "1m"]);
-    [ns, canaryNs] = await Promise.all([
-      namespaceWithApp(kube, github, "hostile"),
-      namespaceWithApp(kube, github, "canary"),
-    ]);
+    [ns, canaryNs] = await Promise.all([fx.withApp("hostile"), fx.withApp("canary")]);
     const foreign = await kube.core.createNamespacedSecret({
       namespace: ns,
       body: { metadata: { name: "foreign" }, stringData: { token: "hand-made" } },
@@ -93,12 +78,8 @@ describe("hostile input", () => {
     expect(waited.code, waited.stderr).toBe(0);
   });
 
-  afterAll(async () => {
-    mkdirSync(".local", { recursive: true });
-    writeFileSync(".local/hostile-operator.log", op?.logs.join("") ?? "");
-    await op?.stop();
-    await github?.sim.close();
-    await kubectl(["delete", "clustergithubapps", "-l", `hostile.test/run=${runLabel}`, "--wait=false"]);
+  afterAll(() => {
+    writeLocal("hostile-operator.log", fx.running?.logs.join("") ?? "");
   });
 
   // -------------------------------------------------------------------------------------------
@@ -123,39 +104,19 @@ describe("hostile input", () => {
     return Array.isArray(spec.secrets) ? { ...spec, secrets: spec.secrets.map(fix) } : spec;
   }
 
-  function describeReady(t: TokenObject | undefined): string {
-    const r = ready(t);
-    if (!r) return `no Ready condition (status ${JSON.stringify(t?.status ?? null)})`;
-    return `Ready ${r.status} ${r.reason} (generation ${t?.metadata.generation}, observed ${t?.status?.observedGeneration}): ${r.message}`;
-  }
-
   /**
    * Waits until the token's Ready condition is about its current generation and is `want`
    * (or, without `want`, any settled answer), and returns the token.
    */
-  async function settle(
-    namespace: string,
-    name: string,
-    want?: string,
-    timeout = 20_000,
-  ): Promise<TokenObject> {
-    let last: TokenObject | undefined;
-    await expect
-      .poll(
-        async () => {
-          last = await kube.getToken(namespace, name);
-          const r = ready(last);
-          const current = r !== undefined && last?.status?.observedGeneration === last?.metadata.generation;
-          const settled = want
-            ? r?.reason === want
-            : (r?.status === "True" && r.reason === "Issued") || r?.status === "False";
-          return current && settled ? "settled" : describeReady(last);
-        },
-        { timeout, interval: 100 },
-      )
-      .toBe("settled");
-    return last as TokenObject;
-  }
+  const settle = (namespace: string, name: string, want?: string, timeout = 20_000) =>
+    settleReady(
+      kube,
+      namespace,
+      name,
+      (r) =>
+        want ? r.reason === want : (r.status === "True" && r.reason === "Issued") || r.status === "False",
+      { timeout, interval: 100 },
+    );
 
   /** A refusal a user can act on: non-zero exit, the field named, no opaque server error. */
   function expectReadableRefusal(r: KubectlResult, what: string, field?: string, says?: string) {
@@ -214,8 +175,8 @@ describe("hostile input", () => {
   const hash = (token: string) => createHash("sha256").update(token).digest("hex").slice(0, 16);
   /** The live simulator token whose hash a Secret's ghat.dev/token-hash names. */
   function liveTokenWithHash(h: string | undefined): string | undefined {
-    for (const token of github.sim.state.tokens.keys()) {
-      if (hash(token) === h) return github.sim.checkToken(token).live ? token : undefined;
+    for (const token of fx.github.sim.state.tokens.keys()) {
+      if (hash(token) === h) return fx.github.sim.checkToken(token).live ? token : undefined;
     }
     return undefined;
   }
@@ -241,10 +202,10 @@ describe("hostile input", () => {
         const values = {
           token,
           username: "x-access-token",
-          host: new URL(github.sim.url).host,
+          host: new URL(fx.github.sim.url).host,
           owner: "acme",
           expiresAt: s?.metadata?.annotations?.["ghat.dev/expires-at"] ?? "",
-          apiUrl: github.sim.url,
+          apiUrl: fx.github.sim.url,
         };
         const data = decode(s);
         for (const [key, src] of Object.entries(target.template.data)) {
@@ -328,10 +289,13 @@ describe("hostile input", () => {
   });
 
   it("hostile GitHubApp specs and key Secrets are refused naming the field, or end in a clear Ready", async () => {
-    const appNs = await namespaceWithApp(kube, github, "hostile-apps");
+    const appNs = await fx.withApp("hostile-apps");
     await fc.assert(
       fc.asyncProperty(
-        fc.array(hostileApp(github.sim.url, github.keys.privateKeyPkcs1Pem), { minLength: 1, maxLength: 3 }),
+        fc.array(hostileApp(fx.github.sim.url, fx.github.keys.privateKeyPkcs1Pem), {
+          minLength: 1,
+          maxLength: 3,
+        }),
         async (cases) => {
           await Promise.all(
             cases.map(async (c) => {
@@ -374,7 +338,7 @@ describe("hostile input", () => {
   it("hostile ClusterGitHubApp policies are refused naming the field, or end in a clear Ready", async () => {
     const clusterNs = await newNamespace("hostile-cluster");
     await kubectl(["label", "namespace", clusterNs, "hostile=yes"]);
-    await createKeySecret(opNs, "org-key", { "private-key.pem": github.keys.privateKeyPkcs8Pem });
+    await createKeySecret(fx.opNs, "org-key", { "private-key.pem": fx.github.keys.privateKeyPkcs8Pem });
     await fc.assert(
       fc.asyncProperty(fc.array(hostilePolicy, { minLength: 1, maxLength: 3 }), async (cases) => {
         await Promise.all(
@@ -388,7 +352,7 @@ describe("hostile input", () => {
               object(
                 "ClusterGitHubApp",
                 name,
-                { appId: 4242, privateKeySecretRef: { name: "org-key" }, baseUrl: github.sim.url, policy },
+                { appId: 4242, privateKeySecretRef: { name: "org-key" }, baseUrl: fx.github.sim.url, policy },
                 { labels: { "hostile.test/run": runLabel } },
               ),
             );
@@ -428,7 +392,7 @@ describe("hostile input", () => {
 
   it("every malformed private key ends in InvalidPrivateKey or PrivateKeyNotFound, without its material", async () => {
     const keyNs = await newNamespace("hostile-keys");
-    const shapes = malformedKeys(github.keys.privateKeyPkcs1Pem);
+    const shapes = malformedKeys(fx.github.keys.privateKeyPkcs1Pem);
     await Promise.all(
       shapes.map(async (shape: KeyShape, i) => {
         if (shape.missing !== "secret") {
@@ -443,7 +407,7 @@ describe("hostile input", () => {
       object("GitHubApp", `a${i}`, {
         appId: 4242,
         privateKeySecretRef: { name: `k${i}` },
-        baseUrl: github.sim.url,
+        baseUrl: fx.github.sim.url,
       }),
       object("GitHubAppToken", `t${i}`, named({ ...tokenSpec(), appRef: { name: `a${i}` } }, `t${i}`)),
     ]);
@@ -468,7 +432,7 @@ describe("hostile input", () => {
     const keyNs = await newNamespace("hostile-damage");
     await fc.assert(
       fc.asyncProperty(
-        fc.array(damagedKey(github.keys.privateKeyPkcs1Pem), { minLength: 3, maxLength: 3 }),
+        fc.array(damagedKey(fx.github.keys.privateKeyPkcs1Pem), { minLength: 3, maxLength: 3 }),
         async (keys) => {
           await Promise.all(
             keys.map(async (k) => {
@@ -484,7 +448,7 @@ describe("hostile input", () => {
                     object("GitHubApp", name, {
                       appId: 4242,
                       privateKeySecretRef: { name: `${name}-key` },
-                      baseUrl: github.sim.url,
+                      baseUrl: fx.github.sim.url,
                     }),
                     object("GitHubAppToken", name, named({ ...tokenSpec(), appRef: { name } }, name)),
                   ],
@@ -514,7 +478,7 @@ describe("hostile input", () => {
   // Templates
 
   it("templates that try to escape or explode end in InvalidSpec with a position, or render literally", async () => {
-    const tplNs = await namespaceWithApp(kube, github, "hostile-tpl");
+    const tplNs = await fx.withApp("hostile-tpl");
     const check = async (segments: Segment[]) => {
       const name = next("p");
       const src = source(segments);
@@ -586,7 +550,7 @@ describe("hostile input", () => {
   // Hand edits of managed Secrets
 
   it("managed Secrets edited by hand are restored, or left alone as foreign, without a crash", async () => {
-    const editNs = await namespaceWithApp(kube, github, "hostile-edit");
+    const editNs = await fx.withApp("hostile-edit");
     const anchor = await kube.core.createNamespacedConfigMap({
       namespace: editNs,
       body: { metadata: { name: "anchor" } },
@@ -708,7 +672,7 @@ describe("hostile input", () => {
     if (mints() > 2 * accepted + 20) {
       // Name the tokens that minted most, with their specs, to make the failure actionable.
       const byToken = new Map<string, number>();
-      for (const line of op.logs.join("").split("\n")) {
+      for (const line of fx.op.logs.join("").split("\n")) {
         if (!line.includes('"msg":"Minted token"')) continue;
         const l = JSON.parse(line) as { namespace: string; name: string };
         byToken.set(`${l.namespace}/${l.name}`, (byToken.get(`${l.namespace}/${l.name}`) ?? 0) + 1);
@@ -723,8 +687,9 @@ describe("hostile input", () => {
       expect.fail(`mints over the whole file: ${mints()} for ${accepted} tokens\n${specs.join("\n")}`);
     }
     const reconciles = async () =>
-      (await op.operator.metrics.reconcileDuration.get()).values.find((v) => v.metricName?.endsWith("_count"))
-        ?.value ?? 0;
+      (await fx.op.operator.metrics.reconcileDuration.get()).values.find((v) =>
+        v.metricName?.endsWith("_count"),
+      )?.value ?? 0;
     const writes = new Map<string, number>();
     const watches = await Promise.all(
       [
@@ -752,7 +717,7 @@ describe("hostile input", () => {
         );
       }),
     );
-    const before = { mints: mints(), calls: github.sim.counts().total, reconciles: await reconciles() };
+    const before = { mints: mints(), calls: fx.github.sim.counts().total, reconciles: await reconciles() };
     const start = Date.now();
     // Five seconds in which nothing changes; sampled so a hot loop fails at once.
     await expect
@@ -770,7 +735,9 @@ describe("hostile input", () => {
     for (const w of watches) w.abort();
     expect((await reconciles()) - before.reconciles, "reconciles in 5 s of quiet").toBeLessThanOrEqual(100);
     expect(mints() - before.mints, "mints in 5 s of quiet").toBeLessThanOrEqual(2);
-    expect(github.sim.counts().total - before.calls, "GitHub calls in 5 s of quiet").toBeLessThanOrEqual(10);
+    expect(fx.github.sim.counts().total - before.calls, "GitHub calls in 5 s of quiet").toBeLessThanOrEqual(
+      10,
+    );
     const busy = [...writes].filter(([, count]) => count > 3);
     expect(busy, "objects written more than 3 times in 5 s of quiet").toEqual([]);
   });
@@ -792,12 +759,11 @@ describe("hostile input", () => {
       .toMatch(/^Ready True Issued/);
     const after = (await kube.secretValue(canaryNs, "canary-token")) ?? "";
     expect(after).not.toBe(before);
-    expect(github.sim.checkToken(after).scope?.permissions).toEqual({ contents: "read", issues: "read" });
+    expect(fx.github.sim.checkToken(after).scope?.permissions).toEqual({ contents: "read", issues: "read" });
   });
 
   it("leaks no token or key, malformed keys included, into logs, events, status or spec", async () => {
-    expect(op.logs.length).toBeGreaterThan(0);
-    expect(await leaks(github, [...allLogs])).toEqual([]);
+    await fx.expectNoLeaks();
     const events = (await kubectl(["get", "events", "-A", "-o", "json"])).stdout;
     const objects = (
       await kubectl(["get", "githubapptokens,githubapps,clustergithubapps", "-A", "-o", "json"])

@@ -1,12 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { group, version } from "../../src/api/meta.ts";
 import { generateAppKeyPair } from "../../src/sim/keys.ts";
 import { type Simulator, startSimulator } from "../../src/sim/simulator.ts";
-import { type KubectlResult, kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
-import { Kube, leaks, ready, type TokenObject } from "./operator.ts";
-import { localFlags } from "./processes.ts";
+import { type KubectlResult, kubectl, newNamespace } from "../support/cluster.ts";
+import { useOperator, writeLocal } from "./fixture.ts";
+import { describeReady as describeReadyOf, leaks, ready, settleReady, type TokenObject } from "./operator.ts";
 import {
   ConnectProxy,
   CountingServer,
@@ -51,61 +50,71 @@ const runLabel = `isolation-${process.pid}`;
 describe("hostile tenant", () => {
   const keys = generateAppKeyPair();
   let sim: Simulator;
-  let kube: Kube;
   let op: SupervisedOperator;
   let victim: VictimMonitor;
   let hostile: HostileGitHub;
   let internal: CountingServer;
   let proxy: ConnectProxy;
-  let opNs: string;
   let victimNs: string;
   const clusterApp = `tenants-${process.pid}`;
+  const fx = useOperator({
+    github: async () => {
+      sim = await startSimulator({
+        tokenLifetimeSeconds: lifetimeSeconds,
+        seed: {
+          apps: [
+            {
+              id: appId,
+              clientId: "Iv23liTenants",
+              slug: "tenants",
+              owner: "acme",
+              publicKeys: [keys.publicKeyPem],
+            },
+          ],
+          installations: [
+            {
+              id: acme,
+              appId,
+              account: { login: "acme", type: "Organization" },
+              permissions: { contents: "write", metadata: "read", issues: "write" },
+            },
+            {
+              id: otherOrg,
+              appId,
+              account: { login: "other-org", type: "Organization" },
+              permissions: { contents: "write", metadata: "read", issues: "write" },
+            },
+          ],
+          repositories: [
+            { id: repo.app1, owner: "acme", name: "app-1" },
+            { id: repo.app2, owner: "acme", name: "app-2" },
+            { id: repo.app3, owner: "acme", name: "app-3" },
+            // acme/legacy-tool was transferred to other-org, which also has an app-1.
+            {
+              id: repo.legacy,
+              owner: "other-org",
+              name: "legacy-tool",
+              transferredFrom: ["acme/legacy-tool"],
+            },
+            { id: repo.otherApp1, owner: "other-org", name: "app-1" },
+          ],
+        },
+      });
+      return { sim, keys };
+    },
+    operatorNamespace: true,
+    afterStop: () =>
+      kubectl(["delete", "clustergithubapps", "-l", `isolation.test/run=${runLabel}`, "--wait=false"]),
+  });
+  const { kube } = fx;
 
   beforeAll(async () => {
-    sim = await startSimulator({
-      tokenLifetimeSeconds: lifetimeSeconds,
-      seed: {
-        apps: [
-          {
-            id: appId,
-            clientId: "Iv23liTenants",
-            slug: "tenants",
-            owner: "acme",
-            publicKeys: [keys.publicKeyPem],
-          },
-        ],
-        installations: [
-          {
-            id: acme,
-            appId,
-            account: { login: "acme", type: "Organization" },
-            permissions: { contents: "write", metadata: "read", issues: "write" },
-          },
-          {
-            id: otherOrg,
-            appId,
-            account: { login: "other-org", type: "Organization" },
-            permissions: { contents: "write", metadata: "read", issues: "write" },
-          },
-        ],
-        repositories: [
-          { id: repo.app1, owner: "acme", name: "app-1" },
-          { id: repo.app2, owner: "acme", name: "app-2" },
-          { id: repo.app3, owner: "acme", name: "app-3" },
-          // acme/legacy-tool was transferred to other-org, which also has an app-1.
-          { id: repo.legacy, owner: "other-org", name: "legacy-tool", transferredFrom: ["acme/legacy-tool"] },
-          { id: repo.otherApp1, owner: "other-org", name: "app-1" },
-        ],
-      },
-    });
     [hostile, internal, proxy] = await Promise.all([
       HostileGitHub.start(),
       CountingServer.start(),
       ConnectProxy.start(),
     ]);
-    kube = new Kube(kubeconfigPath());
-    opNs = await newNamespace("ghat-system");
-    await kube.createKeySecret(opNs, "tenants-key", keys.privateKeyPkcs1Pem);
+    await kube.createKeySecret(fx.opNs, "tenants-key", keys.privateKeyPkcs1Pem);
     const cluster = {
       apiVersion: `${group}/${version}`,
       kind: "ClusterGitHubApp",
@@ -134,10 +143,7 @@ describe("hostile tenant", () => {
     expect(applied.code, applied.stderr).toBe(0);
 
     op = SupervisedOperator.start(
-      [
-        ...localFlags(kubeconfigPath()),
-        "--operator-namespace",
-        opNs,
+      fx.processFlags([
         "--revoke-superseded-after",
         "3s",
         "--github-timeout",
@@ -156,7 +162,7 @@ describe("hostile tenant", () => {
         "60",
         "--installation-mint-burst",
         "100",
-      ],
+      ]),
       { limitBytes: memoryLimitBytes, name: `ghat-isolation-${process.pid}` },
     );
 
@@ -181,16 +187,14 @@ describe("hostile tenant", () => {
 
   afterAll(async () => {
     await victim?.stop();
-    mkdirSync(".local", { recursive: true });
-    writeFileSync(".local/isolation-operator.log", op?.lines().join("\n") ?? "");
-    writeFileSync(".local/isolation-figures.json", `${JSON.stringify(figures, null, 2)}\n`);
-    writeFileSync(
-      ".local/isolation-victim.json",
+    writeLocal("isolation-operator.log", op?.lines().join("\n") ?? "");
+    writeLocal("isolation-figures.json", `${JSON.stringify(figures, null, 2)}\n`);
+    writeLocal(
+      "isolation-victim.json",
       `${JSON.stringify({ rotations: victim?.rotations, problems: victim?.problems, exits: op?.exits }, null, 2)}\n`,
     );
     await op?.stop();
-    await Promise.all([sim?.close(), hostile?.close(), internal?.close(), proxy?.close()]);
-    await kubectl(["delete", "clustergithubapps", "-l", `isolation.test/run=${runLabel}`, "--wait=false"]);
+    await Promise.all([hostile?.close(), internal?.close(), proxy?.close()]);
   });
 
   // -------------------------------------------------------------------------------------------
@@ -289,28 +293,16 @@ describe("hostile tenant", () => {
     }
   }
 
-  function describeReady(t: TokenObject | undefined): string {
-    const r = ready(t);
-    if (!r) return `no Ready condition (status ${JSON.stringify(t?.status ?? null).slice(0, 300)})`;
-    return `Ready ${r.status} ${r.reason} (generation ${t?.metadata.generation}, observed ${t?.status?.observedGeneration}): ${r.message.slice(0, 300)}`;
-  }
+  const describeReady = (t: TokenObject | undefined) => describeReadyOf(t, 300);
 
   /** Waits until the token's Ready is about its current generation with a reason in `reasons`. */
-  async function settle(namespace: string, name: string, reasons: string[], timeout = 25_000) {
-    let last: TokenObject | undefined;
-    await expect
-      .poll(
-        async () => {
-          last = await kube.getToken(namespace, name);
-          const r = ready(last);
-          const current = r !== undefined && last?.status?.observedGeneration === last?.metadata.generation;
-          return current && reasons.includes(r.reason) ? "settled" : describeReady(last);
-        },
-        { timeout, interval: 200, message: `${namespace}/${name}: Ready never had a reason in ${reasons}` },
-      )
-      .toBe("settled");
-    return last as TokenObject;
-  }
+  const settle = (namespace: string, name: string, reasons: string[], timeout = 25_000) =>
+    settleReady(kube, namespace, name, (r) => reasons.includes(r.reason), {
+      timeout,
+      interval: 200,
+      message: `${namespace}/${name}: Ready never had a reason in ${reasons}`,
+      limit: 300,
+    });
 
   /** A Ready=False condition a user can act on: short, plain, no stack, no "[object". */
   function expectReadable(t: TokenObject | undefined, what: string) {

@@ -1,54 +1,23 @@
 import { CoordinationV1Api } from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kubeConfig, kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
-import {
-  fastLeaderElection,
-  installationId,
-  Kube,
-  leaks,
-  ready,
-  startGitHub,
-  tokenYaml,
-} from "./operator.ts";
-import { localFlags, OperatorProcess, sample } from "./processes.ts";
+import { describe, expect, it } from "vitest";
+import { kubeConfig, kubectl } from "../support/cluster.ts";
+import { useOperator } from "./fixture.ts";
+import { fastLeaderElection, installationId, ready, tokenYaml } from "./operator.ts";
+import { sample } from "./processes.ts";
 
 /**
  * Two operator processes with leader election on a Lease, as two replicas of the Deployment:
  * only the leader reconciles; SIGKILL hands over within the lease; SIGTERM releases it.
  */
 describe("leader election, metrics and shutdown with real processes", () => {
-  let github: Awaited<ReturnType<typeof startGitHub>>;
-  let kube: Kube;
-  let opNs: string;
-  const all: OperatorProcess[] = [];
+  const fx = useOperator({ operatorNamespace: true });
+  const { kube } = fx;
   const leaseMs = 4_000;
-  const start = () => {
-    const p = new OperatorProcess([
-      ...localFlags(kubeconfigPath()),
-      "--operator-namespace",
-      opNs,
-      ...fastLeaderElection,
-      "--revoke-superseded-after",
-      "1s",
-    ]);
-    all.push(p);
-    return p;
-  };
+  const start = () => fx.spawn([...fastLeaderElection, "--revoke-superseded-after", "1s"]);
   const lease = async () =>
     kubeConfig()
       .makeApiClient(CoordinationV1Api)
-      .readNamespacedLease({ namespace: opNs, name: "ghat-leader" });
-
-  beforeAll(async () => {
-    github = await startGitHub();
-    kube = new Kube(kubeconfigPath());
-    opNs = await newNamespace("ghat-system");
-  });
-  afterAll(async () => {
-    for (const p of all) p.kill("SIGKILL");
-    await Promise.all(all.map((p) => p.exited));
-    await github?.sim.close();
-  });
+      .readNamespacedLease({ namespace: fx.opNs, name: "ghat-leader" });
 
   it("one leader reconciles, a killed leader is replaced within the lease, and nothing is minted twice", async () => {
     const a = start();
@@ -58,13 +27,7 @@ describe("leader election, metrics and shutdown with real processes", () => {
       .toBe(1);
     const [leader, standby] = a.logs("Became leader").length ? [a, b] : [b, a];
 
-    const ns = await newNamespace("ha");
-    await kube.createKeySecret(ns, "app-key", github.keys.privateKeyPkcs1Pem);
-    await kube.createApp(ns, "app", {
-      appId: 4242,
-      privateKeySecretRef: { name: "app-key" },
-      baseUrl: github.sim.url,
-    });
+    const ns = await fx.withApp("ha");
     expect((await kubectl(["-n", ns, "apply", "-f", "-"], { input: tokenYaml("one", {}) })).code).toBe(0);
     expect(
       (await kubectl(["-n", ns, "wait", "--for=condition=Ready", "ghat/one", "--timeout=30s"])).code,
@@ -78,7 +41,7 @@ describe("leader election, metrics and shutdown with real processes", () => {
     expect(sample(await standby.metrics(), "ghat_leader")).toBe(0);
     expect(sample(await leader.metrics(), "ghat_leader")).toBe(1);
 
-    const mintsBefore = github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0;
+    const mintsBefore = fx.github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0;
     const killedAt = Date.now();
     leader.kill("SIGKILL");
     await standby.waitFor("Became leader", 20_000);
@@ -90,7 +53,9 @@ describe("leader election, metrics and shutdown with real processes", () => {
     expect(
       (await kubectl(["-n", ns, "wait", "--for=condition=Ready", "ghat/two", "--timeout=30s"])).code,
     ).toBe(0);
-    expect((github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0) - mintsBefore).toBe(1);
+    expect((fx.github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0) - mintsBefore).toBe(
+      1,
+    );
     expect(ready(await kube.getToken(ns, "one"))?.status).toBe("True");
 
     // Metrics of the new leader: every family, with sane values.
@@ -138,9 +103,5 @@ describe("leader election, metrics and shutdown with real processes", () => {
     expect((await lease()).spec?.holderIdentity ?? "").toBe("");
     expect(standby.logs("Released leader lease")).toHaveLength(1);
   });
-  it("leaks no token or key into logs, events, status or metrics", async () => {
-    const seen = all.flatMap((p) => p.lines);
-    expect(seen.length).toBeGreaterThan(0);
-    expect(await leaks(github, seen)).toEqual([]);
-  });
+  fx.itLeaksNothing({ name: "leaks no token or key into logs, events, status or metrics" });
 });

@@ -1,5 +1,6 @@
 import { Writable } from "node:stream";
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
+import { expect } from "vitest";
 import { stringify } from "yaml";
 import { group, version } from "../../src/api/meta.ts";
 import { parseConfig } from "../../src/config.ts";
@@ -146,6 +147,39 @@ export function ready(t: TokenObject | undefined) {
   return t?.status?.conditions?.find((c) => c.type === "Ready");
 }
 
+type Condition = NonNullable<ReturnType<typeof ready>>;
+
+/** The token's Ready condition and generations, for failure messages (status and message cut at `limit`). */
+export function describeReady(t: TokenObject | undefined, limit?: number): string {
+  const r = ready(t);
+  if (!r) return `no Ready condition (status ${JSON.stringify(t?.status ?? null).slice(0, limit)})`;
+  return `Ready ${r.status} ${r.reason} (generation ${t?.metadata.generation}, observed ${t?.status?.observedGeneration}): ${r.message.slice(0, limit)}`;
+}
+
+/**
+ * Polls until the token's Ready condition is about its current generation and `settled`
+ * accepts it; returns the token. While it waits, the poll shows `describeReady` (cut at `limit`).
+ */
+export async function settleReady(
+  kube: Kube,
+  namespace: string,
+  name: string,
+  settled: (r: Condition) => boolean,
+  poll: { timeout: number; interval: number; message?: string; limit?: number },
+): Promise<TokenObject> {
+  const { limit, ...options } = poll;
+  let last: TokenObject | undefined;
+  await expect
+    .poll(async () => {
+      last = await kube.getToken(namespace, name);
+      const r = ready(last);
+      const current = r !== undefined && last?.status?.observedGeneration === last?.metadata.generation;
+      return current && settled(r) ? "settled" : describeReady(last, limit);
+    }, options)
+    .toBe("settled");
+  return last as TokenObject;
+}
+
 /** YAML for a GitHubAppToken with sensible defaults. */
 export function tokenYaml(name: string, spec: Record<string, unknown>): string {
   return stringify({
@@ -198,23 +232,3 @@ export const fastLeaderElection = [
   "--retry-period",
   "500ms",
 ];
-
-/** A fresh namespace with the App's key Secret and a GitHubApp "app" pointing at the simulator. */
-export async function namespaceWithApp(
-  kube: Kube,
-  github: { sim: Simulator; keys: { privateKeyPkcs1Pem: string } },
-  prefix: string,
-  app: Record<string, unknown> = {},
-  pem = github.keys.privateKeyPkcs1Pem,
-): Promise<string> {
-  const { newNamespace } = await import("../support/cluster.ts");
-  const ns = await newNamespace(prefix);
-  await kube.createKeySecret(ns, "app-key", pem);
-  await kube.createApp(ns, "app", {
-    appId: 4242,
-    privateKeySecretRef: { name: "app-key" },
-    baseUrl: github.sim.url,
-    ...app,
-  });
-  return ns;
-}

@@ -4,8 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
-import { Kube, startGitHub, tokenYaml } from "./operator.ts";
+import { kubeconfigPath, kubectl } from "../support/cluster.ts";
+import { useOperator } from "./fixture.ts";
+import { tokenYaml } from "./operator.ts";
 import { localFlags, OperatorProcess } from "./processes.ts";
 
 const run = promisify(execFile);
@@ -17,8 +18,8 @@ const root = new URL("../../", import.meta.url).pathname;
  */
 describe("the production install", () => {
   let dir: string;
-  let github: Awaited<ReturnType<typeof startGitHub>>;
   let op: OperatorProcess | undefined;
+  const fx = useOperator();
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "ghat-image-"));
@@ -34,12 +35,10 @@ describe("the production install", () => {
       "--outDir",
       join(dir, "dist"),
     ]);
-    github = await startGitHub();
   }, 240_000);
   afterAll(async () => {
     op?.kill("SIGKILL");
     await op?.exited;
-    await github?.sim.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -49,14 +48,7 @@ describe("the production install", () => {
   });
 
   it("starts from dist/main.js and reconciles a token", async () => {
-    const ns = await newNamespace("image");
-    const kube = new Kube(kubeconfigPath());
-    await kube.createKeySecret(ns, "app-key", github.keys.privateKeyPkcs1Pem);
-    await kube.createApp(ns, "app", {
-      appId: 4242,
-      privateKeySecretRef: { name: "app-key" },
-      baseUrl: github.sim.url,
-    });
+    const ns = await fx.withApp("image");
     op = new OperatorProcess(
       [...localFlags(kubeconfigPath()), "--namespaces", ns],
       join(dir, "dist/main.js"),
@@ -67,7 +59,7 @@ describe("the production install", () => {
     expect(
       (await kubectl(["-n", ns, "wait", "--for=condition=Ready", "ghat/img", "--timeout=60s"])).code,
     ).toBe(0);
-    expect(github.sim.checkToken((await kube.secretValue(ns, "img-token")) ?? "").live).toBe(true);
+    expect(fx.github.sim.checkToken((await fx.kube.secretValue(ns, "img-token")) ?? "").live).toBe(true);
     op.kill("SIGTERM");
     expect(await op.exited).toBe(0);
   });

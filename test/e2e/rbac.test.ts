@@ -1,20 +1,10 @@
 import { execFileSync } from "node:child_process";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { group, version } from "../../src/api/meta.ts";
-import { controlPlane, kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
-import {
-  allLogs,
-  fastLeaderElection,
-  Kube,
-  leaks,
-  owner,
-  type RunningOperator,
-  ready,
-  runOperator,
-  startGitHub,
-  tokenYaml,
-} from "./operator.ts";
+import { controlPlane, kubectl, newNamespace } from "../support/cluster.ts";
+import { useOperator } from "./fixture.ts";
+import { fastLeaderElection, owner, ready, tokenYaml } from "./operator.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 
@@ -23,89 +13,84 @@ const root = new URL("../../", import.meta.url).pathname;
  * certificate user stands in for the ServiceAccount), on a real API server with RBAC.
  */
 describe("least privilege, on a real API server with RBAC", () => {
-  let github: Awaited<ReturnType<typeof startGitHub>>;
-  let op: RunningOperator;
-  let opNs: string;
   let operatorKubeconfig: string;
   let aliceKubeconfig: string;
   let aliceNs: string;
-  const admin = new Kube(kubeconfigPath());
   const suffix = Math.random().toString(36).slice(2, 7);
-
-  beforeAll(async () => {
-    github = await startGitHub();
-    opNs = await newNamespace("ghat-system");
-    const helm =
-      execFileSync("bash", [`${root}hack/helm/build.sh`], { encoding: "utf8" })
-        .trim()
-        .split("\n")
-        .at(-1) ?? "";
-    const rendered = execFileSync(
-      helm,
-      ["template", `rbac-${suffix}`, `${root}charts/ghat`, "--namespace", opNs, "--kube-version", "1.34.4"],
-      {
-        encoding: "utf8",
-      },
-    );
-    const user = `ghat-operator-${suffix}`;
-    const rbac = parseAllDocuments(rendered)
-      .map((d) => d.toJS() as { kind: string; subjects?: unknown[] })
-      .filter((d) => ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].includes(d?.kind))
-      .map((d) =>
-        d.subjects
-          ? { ...d, subjects: [{ kind: "User", name: user, apiGroup: "rbac.authorization.k8s.io" }] }
-          : d,
-      );
-    const applied = await kubectl(["apply", "-f", "-"], {
-      input: rbac.map((d) => JSON.stringify(d)).join("\n"),
-    });
-    expect(applied.code, applied.stderr).toBe(0);
-    operatorKubeconfig = (await controlPlane.createUser(user, [])).kubeconfigPath;
-    aliceKubeconfig = (await controlPlane.createUser(`alice-${suffix}`, [])).kubeconfigPath;
-    aliceNs = await newNamespace("team-alice");
-    await kubectl([
-      "-n",
-      aliceNs,
-      "create",
-      "rolebinding",
-      "alice-admin",
-      "--clusterrole=admin",
-      `--user=alice-${suffix}`,
-    ]);
-    op = await runOperator(operatorKubeconfig, [
-      "--operator-namespace",
-      opNs,
+  const fx = useOperator({
+    operatorNamespace: true,
+    operator: [
       // The Lease the chart's Role names: <fullname>-leader, derived from the release.
       "--leader-election-id",
       `rbac-${suffix}-ghat-leader`,
       ...fastLeaderElection,
       "--revoke-superseded-after",
       "1s",
-    ]);
+    ],
+    operatorKubeconfig: async () => {
+      const helm =
+        execFileSync("bash", [`${root}hack/helm/build.sh`], { encoding: "utf8" })
+          .trim()
+          .split("\n")
+          .at(-1) ?? "";
+      const rendered = execFileSync(
+        helm,
+        [
+          "template",
+          `rbac-${suffix}`,
+          `${root}charts/ghat`,
+          "--namespace",
+          fx.opNs,
+          "--kube-version",
+          "1.34.4",
+        ],
+        {
+          encoding: "utf8",
+        },
+      );
+      const user = `ghat-operator-${suffix}`;
+      const rbac = parseAllDocuments(rendered)
+        .map((d) => d.toJS() as { kind: string; subjects?: unknown[] })
+        .filter((d) => ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"].includes(d?.kind))
+        .map((d) =>
+          d.subjects
+            ? { ...d, subjects: [{ kind: "User", name: user, apiGroup: "rbac.authorization.k8s.io" }] }
+            : d,
+        );
+      const applied = await kubectl(["apply", "-f", "-"], {
+        input: rbac.map((d) => JSON.stringify(d)).join("\n"),
+      });
+      expect(applied.code, applied.stderr).toBe(0);
+      operatorKubeconfig = (await controlPlane.createUser(user, [])).kubeconfigPath;
+      aliceKubeconfig = (await controlPlane.createUser(`alice-${suffix}`, [])).kubeconfigPath;
+      aliceNs = await newNamespace("team-alice");
+      await kubectl([
+        "-n",
+        aliceNs,
+        "create",
+        "rolebinding",
+        "alice-admin",
+        "--clusterrole=admin",
+        `--user=alice-${suffix}`,
+      ]);
+      return operatorKubeconfig;
+    },
+    afterStop: () =>
+      kubectl([
+        "delete",
+        "clusterrole,clusterrolebinding",
+        "-l",
+        `app.kubernetes.io/instance=rbac-${suffix}`,
+      ]),
   });
+  const admin = fx.kube;
 
   it("holds the leader Lease with only the chart's Role", async () => {
-    await expect.poll(() => op.operator.leading(), { timeout: 20_000 }).toBe(true);
-  });
-  afterAll(async () => {
-    await op?.stop();
-    await github?.sim.close();
-    await kubectl([
-      "delete",
-      "clusterrole,clusterrolebinding",
-      "-l",
-      `app.kubernetes.io/instance=rbac-${suffix}`,
-    ]);
+    await expect.poll(() => fx.op.operator.leading(), { timeout: 20_000 }).toBe(true);
   });
 
   it("does everything it must with only the chart's rules: GitHubApp, ClusterGitHubApp, refresh, delete", async () => {
-    const ns = await newNamespace("rbac");
-    await admin.createKeySecret(ns, "app-key", github.keys.privateKeyPkcs1Pem);
-    await admin.createApp(ns, "app", {
-      appId: 4242,
-      privateKeySecretRef: { name: "app-key" },
-      baseUrl: github.sim.url,
-    });
+    const ns = await fx.withApp("rbac");
     expect((await kubectl(["-n", ns, "apply", "-f", "-"], { input: tokenYaml("t", {}) })).code).toBe(0);
     expect((await kubectl(["-n", ns, "wait", "--for=condition=Ready", "ghat/t", "--timeout=30s"])).code).toBe(
       0,
@@ -119,10 +104,10 @@ describe("least privilege, on a real API server with RBAC", () => {
         })
       ).code,
     ).toBe(0);
-    await expect.poll(async () => github.sim.checkToken(first).live, { timeout: 20_000 }).toBe(false);
+    await expect.poll(async () => fx.github.sim.checkToken(first).live, { timeout: 20_000 }).toBe(false);
     // A cluster App whose key lives in the operator's namespace.
-    await admin.createKeySecret(opNs, "org-key", github.keys.privateKeyPkcs1Pem);
-    const cluster = clusterApp(`org-${suffix}`, [ns], github.sim.url);
+    await admin.createKeySecret(fx.opNs, "org-key", fx.github.keys.privateKeyPkcs1Pem);
+    const cluster = clusterApp(`org-${suffix}`, [ns], fx.github.sim.url);
     expect((await kubectl(["apply", "-f", "-"], { input: JSON.stringify(cluster) })).code).toBe(0);
     const yaml = tokenYaml("c", {
       appRef: { kind: "ClusterGitHubApp", name: `org-${suffix}` },
@@ -135,10 +120,10 @@ describe("least privilege, on a real API server with RBAC", () => {
     // Delete: revoked and gone.
     const held = (await admin.secretValue(ns, "c-token")) ?? "";
     expect((await kubectl(["-n", ns, "delete", "ghat", "c", "--timeout=30s"])).code).toBe(0);
-    expect(github.sim.checkToken(held).live).toBe(false);
+    expect(fx.github.sim.checkToken(held).live).toBe(false);
     expect(await admin.secret(ns, "c-token")).toBeUndefined();
     // RBAC denied nothing it tried (a namespace being deleted refusing new objects is not RBAC).
-    expect(op.logs.filter((l) => /User \\?"[^"\\]+\\?" cannot /.test(l))).toEqual([]);
+    expect(fx.op.logs.filter((l) => /User \\?"[^"\\]+\\?" cannot /.test(l))).toEqual([]);
   });
 
   it.each([
@@ -152,23 +137,23 @@ describe("least privilege, on a real API server with RBAC", () => {
     ["update", "leases.coordination.k8s.io/other-lease", []],
     ["create", "serviceaccounts/token", []],
   ])("is refused %s %s", async (verb, resource) => {
-    const r = await kubectl(["auth", "can-i", verb, resource, "-n", opNs], {
+    const r = await kubectl(["auth", "can-i", verb, resource, "-n", fx.opNs], {
       kubeconfig: operatorKubeconfig,
     });
     expect(r.stdout.trim()).toBe("no");
   });
 
   it("a namespace admin cannot obtain a token outside a ClusterGitHubApp's policy by any field it can write", async () => {
-    await admin.createKeySecret(opNs, "guarded-key", github.keys.privateKeyPkcs1Pem);
+    await admin.createKeySecret(fx.opNs, "guarded-key", fx.github.keys.privateKeyPkcs1Pem);
     const name = `guarded-${suffix}`;
-    const policy = clusterApp(name, [aliceNs], github.sim.url, "guarded-key");
+    const policy = clusterApp(name, [aliceNs], fx.github.sim.url, "guarded-key");
     expect((await kubectl(["apply", "-f", "-"], { input: JSON.stringify(policy) })).code).toBe(0);
     const asAlice = (args: string[], input?: string) =>
       kubectl(["-n", aliceNs, ...args], { kubeconfig: aliceKubeconfig, ...(input ? { input } : {}) });
 
     // She cannot read the App's key, nor change or create cluster Apps.
     expect(
-      (await kubectl(["-n", opNs, "get", "secret", "guarded-key"], { kubeconfig: aliceKubeconfig })).code,
+      (await kubectl(["-n", fx.opNs, "get", "secret", "guarded-key"], { kubeconfig: aliceKubeconfig })).code,
     ).not.toBe(0);
     expect(
       (
@@ -232,17 +217,14 @@ describe("least privilege, on a real API server with RBAC", () => {
     // And another namespace she does not admin cannot be used even with her token names.
     expect(
       (
-        await kubectl(["-n", opNs, "apply", "-f", "-"], {
+        await kubectl(["-n", fx.opNs, "apply", "-f", "-"], {
           kubeconfig: aliceKubeconfig,
           input: tokenYaml("steal", { appRef }),
         })
       ).code,
     ).not.toBe(0);
   });
-  it("leaks no token or key into logs, events, status or spec", async () => {
-    expect(op.logs.length).toBeGreaterThan(0);
-    expect(await leaks(github, [...allLogs])).toEqual([]);
-  });
+  fx.itLeaksNothing();
 });
 
 function clusterApp(name: string, namespaces: string[], baseUrl: string, key = "org-key") {

@@ -1,42 +1,18 @@
 import { CoreV1Api, ListWatch, type V1Secret, Watch } from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kubeConfig, kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
-import {
-  allLogs,
-  Kube,
-  leaks,
-  type RunningOperator,
-  runOperator,
-  startGitHub,
-  tokenYaml,
-} from "./operator.ts";
+import { describe, expect, it } from "vitest";
+import { kubeConfig, kubectl } from "../support/cluster.ts";
+import { useOperator } from "./fixture.ts";
+import { tokenYaml } from "./operator.ts";
 
 /**
  * Tokens live 12 s here; ghat refreshes 8 s before expiry and must never leave less than 4 s.
  * A watch records every version of the Secret as it is written.
  */
 describe("refresh from GitHub's expires_at", () => {
-  let github: Awaited<ReturnType<typeof startGitHub>>;
-  let op: RunningOperator;
-  let kube: Kube;
-  beforeAll(async () => {
-    github = await startGitHub({ tokenLifetimeSeconds: 12 });
-    kube = new Kube(kubeconfigPath());
-    op = await runOperator(kubeconfigPath(), ["--revoke-superseded-after", "3s"]);
-  });
-  afterAll(async () => {
-    await op?.stop();
-    await github?.sim.close();
-  });
+  const fx = useOperator({ tokenLifetimeSeconds: 12, operator: ["--revoke-superseded-after", "3s"] });
 
   it("rotates several times with no moment where the Secret holds a dead token or less than the minimum lifetime", async () => {
-    const ns = await newNamespace("refresh");
-    await kube.createKeySecret(ns, "app-key", github.keys.privateKeyPkcs8Pem);
-    await kube.createApp(ns, "app", {
-      appId: 4242,
-      privateKeySecretRef: { name: "app-key" },
-      baseUrl: github.sim.url,
-    });
+    const ns = await fx.withApp("refresh", {}, fx.github.keys.privateKeyPkcs8Pem);
     const seen: {
       at: number;
       token: string;
@@ -62,8 +38,8 @@ describe("refresh from GitHub's expires_at", () => {
         at: Date.now(),
         token,
         expiresAt: Date.parse(s.metadata?.annotations?.["ghat.dev/expires-at"] ?? ""),
-        liveWhenSeen: github.sim.checkToken(token).live,
-        previousLive: last ? github.sim.checkToken(last.token).live : undefined,
+        liveWhenSeen: fx.github.sim.checkToken(token).live,
+        previousLive: last ? fx.github.sim.checkToken(last.token).live : undefined,
       });
     };
     watch.on("add", record);
@@ -89,14 +65,11 @@ describe("refresh from GitHub's expires_at", () => {
       // And it was not replaced wastefully early: refresh lands 8 s (+ up to 10% jitter) before expiry.
       expect(prev.expiresAt - v.at).toBeLessThanOrEqual(9_000);
     }
-    const mints = github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0;
+    const mints = fx.github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0;
     expect(mints).toBe(seen.length);
     await expect
-      .poll(() => github.sim.checkToken(seen[0]?.token ?? "").reason, { timeout: 10_000 })
+      .poll(() => fx.github.sim.checkToken(seen[0]?.token ?? "").reason, { timeout: 10_000 })
       .toMatch(/revoked|expired/);
   });
-  it("leaks no token or key into logs, events, status or spec", async () => {
-    expect(op.logs.length).toBeGreaterThan(0);
-    expect(await leaks(github, [...allLogs])).toEqual([]);
-  });
+  fx.itLeaksNothing();
 });

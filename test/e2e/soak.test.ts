@@ -1,10 +1,10 @@
-import { mkdirSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FaultRule } from "../../src/sim/faults.ts";
-import { kubeconfigPath, kubectl, newNamespace } from "../support/cluster.ts";
-import { Monitor, recovered, TcpProxy } from "./faultkit.ts";
-import { Kube, leaks, namespaceWithApp, startGitHub, tokenYaml } from "./operator.ts";
-import { killAll, localFlags, OperatorProcess } from "./processes.ts";
+import { kubectl } from "../support/cluster.ts";
+import { monitorTokens, recovered } from "./faultkit.ts";
+import { useOperator, writeLocal } from "./fixture.ts";
+import { leaks, tokenYaml } from "./operator.ts";
+import type { OperatorProcess } from "./processes.ts";
 
 /**
  * Soak: tokens rotating under random faults for SOAK_MINUTES (CI: 1.5; `make soak`: 30).
@@ -90,49 +90,25 @@ const phases: Phase[] = [
 ];
 
 describe(`soak: ${minutes} min of random faults (seed ${seed})`, () => {
-  let github: Awaited<ReturnType<typeof startGitHub>>;
-  let kube: Kube;
-  let proxy: TcpProxy;
-  let opKubeconfig: string;
-  let opNs: string;
+  const fx = useOperator({ tokenLifetimeSeconds: 20, operatorNamespace: true, proxy: true });
+  const { kube, procs } = fx;
   let op: OperatorProcess;
-  const procs: OperatorProcess[] = [];
-  const start = () => {
-    const p = new OperatorProcess([
-      ...localFlags(opKubeconfig),
-      "--operator-namespace",
-      opNs,
-      "--revoke-superseded-after",
-      "3s",
-      "--github-timeout",
-      `${githubTimeoutMs / 1000}s`,
-    ]);
-    procs.push(p);
-    return p;
-  };
+  const start = () =>
+    fx.spawn(["--revoke-superseded-after", "3s", "--github-timeout", `${githubTimeoutMs / 1000}s`]);
 
-  beforeAll(async () => {
-    github = await startGitHub({ tokenLifetimeSeconds: 20 });
-    kube = new Kube(kubeconfigPath());
-    opNs = await newNamespace("ghat-system");
-    proxy = await TcpProxy.start(TcpProxy.target(kubeconfigPath()));
-    opKubeconfig = proxy.kubeconfig(kubeconfigPath());
+  beforeAll(() => {
     op = start();
   });
-  afterAll(async () => {
+  afterAll(() => {
     // For diagnosing a violation: every operator's log lines (tokens never appear in them).
-    mkdirSync(".local", { recursive: true });
-    writeFileSync(".local/soak-operator.log", procs.flatMap((p) => p.lines).join("\n"));
-    await killAll(procs);
-    await proxy?.close();
-    await github?.sim.close();
+    writeLocal("soak-operator.log", procs.flatMap((p) => p.lines).join("\n"));
   });
 
   it(
     "reports no invariant violation",
     async () => {
       const random = rng(seed);
-      const ns = await namespaceWithApp(kube, github, "soak");
+      const ns = await fx.withApp("soak");
       const names = Array.from({ length: tokens }, (_, i) => `s${i}`);
       const permissions = [{ contents: "read" }, { issues: "write" }, { pull_requests: "read" }];
       for (const [i, name] of names.entries()) {
@@ -146,14 +122,8 @@ describe(`soak: ${minutes} min of random faults (seed ${seed})`, () => {
           0,
         );
       }
-      const monitor = new Monitor(
-        kube,
-        github.sim,
-        ns,
-        names.map((n) => `${n}-token`),
-        minMs,
-      );
-      await recovered(kube, github.sim, ns, names, minMs, 60_000);
+      const monitor = monitorTokens(kube, fx.github.sim, ns, names, minMs);
+      await recovered(kube, fx.github.sim, ns, names, minMs, 60_000);
       monitor.start();
       const log: Record<string, unknown>[] = [];
       const violations: string[] = [];
@@ -167,14 +137,14 @@ describe(`soak: ${minutes} min of random faults (seed ${seed})`, () => {
         if (phase.kind === "github") {
           label = phase.label;
           if (!phase.outage) monitor.restored(graceMs(phase.rule));
-          github.sim.faults.add(phase.rule);
+          fx.github.sim.faults.add(phase.rule);
           await expect
             .poll(() => Date.now() - from, { timeout: lengthMs + 5_000, interval: 250 })
             .toBeGreaterThan(lengthMs);
-          github.sim.faults.clear();
+          fx.github.sim.faults.clear();
         } else if (phase.kind === "watchDrop") {
           label = "watch connections dropped";
-          proxy.dropAll();
+          fx.proxy.dropAll();
         } else {
           label = "operator SIGKILLed and restarted";
           op.kill("SIGKILL");
@@ -185,7 +155,7 @@ describe(`soak: ${minutes} min of random faults (seed ${seed})`, () => {
         monitor.restored(graceMs(phase.kind === "github" ? phase.rule : undefined));
         let recoveryMs: number | undefined;
         try {
-          recoveryMs = await recovered(kube, github.sim, ns, names, minMs, recoveryBoundMs);
+          recoveryMs = await recovered(kube, fx.github.sim, ns, names, minMs, recoveryBoundMs);
         } catch (err) {
           violations.push(`${new Date().toISOString()} after ${label}: ${(err as Error).message}`);
         }
@@ -201,7 +171,7 @@ describe(`soak: ${minutes} min of random faults (seed ${seed})`, () => {
       await monitor.stop();
       violations.push(...monitor.violations);
       const leaked = await leaks(
-        github,
+        fx.github,
         procs.flatMap((p) => p.lines),
       );
       violations.push(...leaked.map((l) => `leaked ${l}`));
@@ -210,12 +180,11 @@ describe(`soak: ${minutes} min of random faults (seed ${seed})`, () => {
         seed,
         tokens,
         phases: log.length,
-        mints: github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0,
+        mints: fx.github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0,
         violations,
         log,
       };
-      mkdirSync(".local", { recursive: true });
-      writeFileSync(".local/soak.json", `${JSON.stringify(report, null, 2)}\n`);
+      writeLocal("soak.json", `${JSON.stringify(report, null, 2)}\n`);
       expect(log.length).toBeGreaterThan(2);
       expect(violations).toEqual([]);
     },

@@ -1,39 +1,16 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kubeconfigPath, kubectl } from "../support/cluster.ts";
-import {
-  allLogs,
-  installationId,
-  Kube,
-  leaks,
-  namespaceWithApp,
-  owner,
-  type RunningOperator,
-  ready,
-  runOperator,
-  startGitHub,
-  tokenYaml,
-} from "./operator.ts";
+import { describe, expect, it } from "vitest";
+import { kubectl } from "../support/cluster.ts";
+import { useOperator } from "./fixture.ts";
+import { installationId, owner, ready, tokenYaml } from "./operator.ts";
 
 /**
  * GitHubAppToken end to end: the real API server, the operator in-process, the simulator
  * as GitHub. Tokens live 3600 s here unless a test says otherwise.
  */
 describe("GitHubAppToken on a real API server", () => {
-  let github: Awaited<ReturnType<typeof startGitHub>>;
-  let op: RunningOperator;
-  let kube: Kube;
-
-  beforeAll(async () => {
-    github = await startGitHub();
-    kube = new Kube(kubeconfigPath());
-    op = await runOperator(kubeconfigPath(), ["--revoke-superseded-after", "2s", "--terminal-retry", "2s"]);
-  });
-  afterAll(async () => {
-    await op?.stop();
-    await github?.sim.close();
-  });
-
-  const setup = (prefix: string) => namespaceWithApp(kube, github, prefix);
+  const fx = useOperator({ operator: ["--revoke-superseded-after", "2s", "--terminal-retry", "2s"] });
+  const { kube } = fx;
+  const setup = (prefix: string) => fx.withApp(prefix);
 
   async function apply(ns: string, yaml: string) {
     const r = await kubectl(["-n", ns, "apply", "-f", "-"], { input: yaml });
@@ -58,10 +35,10 @@ describe("GitHubAppToken on a real API server", () => {
     await waitReady(ns, "ci");
     const token = await kube.secretValue(ns, "ci-token");
     expect(token).toMatch(/^ghs_/);
-    const check = github.sim.checkToken(token ?? "", `${owner}/app`);
+    const check = fx.github.sim.checkToken(token ?? "", `${owner}/app`);
     expect(check.live).toBe(true);
     expect(check.scope?.permissions).toEqual({ contents: "read", issues: "write" });
-    expect(github.sim.checkToken(token ?? "", `${owner}/docs`).live).toBe(false);
+    expect(fx.github.sim.checkToken(token ?? "", `${owner}/docs`).live).toBe(false);
     const t = await kube.getToken(ns, "ci");
     expect(ready(t)).toMatchObject({ status: "True", reason: "Issued" });
     expect(t?.status?.installationId).toBe(installationId);
@@ -114,7 +91,7 @@ describe("GitHubAppToken on a real API server", () => {
     await apply(ns, tokenYaml("pair", { secrets }));
     await waitReady(ns, "pair");
     const first = await kube.secretValue(ns, "pair-token");
-    const mints = () => github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0;
+    const mints = () => fx.github.sim.counts().byRoute["apps/create-installation-access-token"] ?? 0;
     const before = mints();
     await kube.core.deleteNamespacedSecret({ namespace: ns, name: "pair-flux" });
     await expect.poll(() => kube.secretValue(ns, "pair-flux", "password"), { timeout: 15_000 }).toBe(first);
@@ -130,16 +107,16 @@ describe("GitHubAppToken on a real API server", () => {
     await expect
       .poll(async () => (await kube.secretValue(ns, "solo-token")) ?? first, { timeout: 15_000 })
       .not.toBe(first);
-    expect(github.sim.checkToken((await kube.secretValue(ns, "solo-token")) ?? "").live).toBe(true);
+    expect(fx.github.sim.checkToken((await kube.secretValue(ns, "solo-token")) ?? "").live).toBe(true);
   });
 
   it("a deleted namespace closes the watch on its App's key Secret", async () => {
     const ns = await setup("keywatch");
     await apply(ns, tokenYaml("kw", {}));
     await waitReady(ns, "kw");
-    expect(op.operator.cache.keySecretWatches(ns)).toBe(1);
+    expect(fx.op.operator.cache.keySecretWatches(ns)).toBe(1);
     expect((await kubectl(["delete", "namespace", ns, "--timeout=60s"])).code).toBe(0);
-    await expect.poll(() => op.operator.cache.keySecretWatches(ns), { timeout: 15_000 }).toBe(0);
+    await expect.poll(() => fx.op.operator.cache.keySecretWatches(ns), { timeout: 15_000 }).toBe(0);
   });
 
   it("a spec change re-mints at once and revokes the superseded token after the grace period", async () => {
@@ -150,11 +127,11 @@ describe("GitHubAppToken on a real API server", () => {
     await apply(ns, tokenYaml("edit", { permissions: { contents: "read", issues: "read" } }));
     await expect.poll(() => kube.secretValue(ns, "edit-token"), { timeout: 15_000 }).not.toBe(first);
     const second = await kube.secretValue(ns, "edit-token");
-    expect(github.sim.checkToken(second ?? "").scope?.permissions).toEqual({
+    expect(fx.github.sim.checkToken(second ?? "").scope?.permissions).toEqual({
       contents: "read",
       issues: "read",
     });
-    await expect.poll(() => github.sim.checkToken(first ?? "").live, { timeout: 15_000 }).toBe(false);
+    await expect.poll(() => fx.github.sim.checkToken(first ?? "").live, { timeout: 15_000 }).toBe(false);
   });
 
   it("leaves a foreign Secret of the same name untouched, says SecretConflict, and takes the name once it is free", async () => {
@@ -194,7 +171,7 @@ describe("GitHubAppToken on a real API server", () => {
     const r = await kubectl(["-n", ns, "delete", "ghat", "gone", "--timeout=30s"]);
     expect(r.code).toBe(0);
     expect(await kube.secret(ns, "gone-token")).toBeUndefined();
-    expect(github.sim.checkToken(token ?? "").live).toBe(false);
+    expect(fx.github.sim.checkToken(token ?? "").live).toBe(false);
   });
 
   it("a restart of the operator mints nothing and writes nothing", async () => {
@@ -202,11 +179,11 @@ describe("GitHubAppToken on a real API server", () => {
     await apply(ns, tokenYaml("keep", {}));
     await waitReady(ns, "keep");
     const before = await kube.secret(ns, "keep-token");
-    await op.stop();
-    github.sim.resetCounts();
-    op = await runOperator(kubeconfigPath(), ["--revoke-superseded-after", "2s", "--terminal-retry", "2s"]);
+    await fx.op.stop();
+    fx.github.sim.resetCounts();
+    const op = await fx.startOperator();
     await op.operator.controller.queue.idle();
-    expect(github.sim.counts().total).toBe(0);
+    expect(fx.github.sim.counts().total).toBe(0);
     const after = await kube.secret(ns, "keep-token");
     expect(after?.metadata?.resourceVersion).toBe(before?.metadata?.resourceVersion);
   });
@@ -232,8 +209,5 @@ describe("GitHubAppToken on a real API server", () => {
     ]);
     expect(list.stdout.trim().split("\n")).toHaveLength(200);
   });
-  it("leaks no token or key into logs, events, status or spec", async () => {
-    expect(op.logs.length).toBeGreaterThan(0);
-    expect(await leaks(github, [...allLogs])).toEqual([]);
-  });
+  fx.itLeaksNothing();
 });

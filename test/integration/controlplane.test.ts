@@ -157,7 +157,8 @@ describe("the local control plane", () => {
     const restartOnError = (err: unknown) => {
       // client-node informers stop on errors other than 410: restart them (as src/kube/informer.ts does).
       errors.push(err);
-      setTimeout(() => informer.start().catch(() => undefined), 500);
+      // The test may have stopped the informer meanwhile (it is undefined then).
+      setTimeout(() => informer?.start().catch(() => undefined), 500);
     };
     informer.on("add", (cm) => seen.add(cm.metadata?.name ?? ""));
     informer.on("error", restartOnError);

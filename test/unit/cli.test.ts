@@ -188,27 +188,23 @@ describe("events name the replica that recorded them", () => {
     });
   });
 
+  /** The body of the Event a default client posts. */
+  async function eventBody() {
+    bodies.length = 0;
+    await client().event({ kind: "GitHubAppToken", namespace: "team", name: "ci" }, "Normal", "Issued", "m");
+    return bodies[0];
+  }
+
   it("default: POD_NAME, else the host name", async () => {
     const before = process.env.POD_NAME;
     try {
       delete process.env.POD_NAME;
-      bodies.length = 0;
-      await client().event(
-        { kind: "GitHubAppToken", namespace: "team", name: "ci" },
-        "Normal",
-        "Issued",
-        "m",
-      );
-      expect(bodies[0]).toMatchObject({ reportingInstance: hostname(), source: { host: hostname() } });
+      expect(await eventBody()).toMatchObject({
+        reportingInstance: hostname(),
+        source: { host: hostname() },
+      });
       process.env.POD_NAME = "pod-a";
-      bodies.length = 0;
-      await client().event(
-        { kind: "GitHubAppToken", namespace: "team", name: "ci" },
-        "Normal",
-        "Issued",
-        "m",
-      );
-      expect(bodies[0]).toMatchObject({ reportingInstance: "pod-a", source: { host: "pod-a" } });
+      expect(await eventBody()).toMatchObject({ reportingInstance: "pod-a", source: { host: "pod-a" } });
     } finally {
       if (before === undefined) delete process.env.POD_NAME;
       else process.env.POD_NAME = before;

@@ -2,13 +2,8 @@ import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { Writable } from "node:stream";
 import type { GitHubAppToken } from "../../../src/api/githubapptoken.ts";
 import { AppResolver } from "../../../src/controller/apps.ts";
-import type {
-  GitHubGateway,
-  Minted,
-  MintGate,
-  ObservedSecretRaw,
-} from "../../../src/controller/reconciler.ts";
-import { Reconciler } from "../../../src/controller/reconciler.ts";
+import type { GitHubGateway, Minted, MintGate, ObservedSecretRaw } from "../../../src/controller/ports.ts";
+import { Reconciler } from "../../../src/controller/reconcile.ts";
 import { GhatError } from "../../../src/core/errors.ts";
 import type { DesiredSecret } from "../../../src/core/outputs.ts";
 import { finalizer, type KubeWriter, type ObjectRef, type OwnerRef } from "../../../src/kube/kube.ts";
@@ -167,7 +162,7 @@ export function harness(options: { log?: Writable; limiter?: MintGate; canAct?: 
     level: "debug",
     destination: options.log ?? new Writable({ write: (_c, _e, cb) => cb() }),
   });
-  const reconciler = new Reconciler({
+  const inner = new Reconciler({
     clock,
     log,
     kube,
@@ -186,6 +181,7 @@ export function harness(options: { log?: Writable; limiter?: MintGate; canAct?: 
     apps: new AppResolver({
       operatorNamespace: "ghat-system",
       installationOwner: async () => "acme",
+      fingerprint: () => "fp-1",
       parseKey: (pem: string): KeyObject => {
         if (!pem.includes("PRIVATE KEY")) throw new GhatError("InvalidPrivateKey", "not a PEM key");
         return keyPair.privateKey;
@@ -196,12 +192,23 @@ export function harness(options: { log?: Writable; limiter?: MintGate; canAct?: 
         namespaceLabels: () => ({}),
       },
     }),
-    requeueAt: (key, at) => requeues.set(key, at),
-    forget: (key) => requeues.delete(key),
     random: () => 0.5,
     options: { revokeSupersededAfterMs: 60_000, maxRevokeAttemptsOnDelete: 3, terminalRetryMs: 15 * 60_000 },
     ...(options.limiter ? { limiter: options.limiter } : {}),
     ...(options.canAct ? { canAct: options.canAct } : {}),
   });
+  // What the work queue does with each outcome, as a map of pending requeues.
+  const reconciler = {
+    async reconcile(key: string): Promise<void> {
+      const outcome = await inner.reconcile(key);
+      if (outcome.forget) requeues.delete(key);
+      if (outcome.requeueAt !== undefined) requeues.set(key, outcome.requeueAt);
+    },
+    reset: () => inner.reset(),
+    stop: () => inner.stop(),
+    get pendingRevocations() {
+      return inner.pendingRevocations;
+    },
+  };
   return { clock, kube, github, reconciler, requeues };
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { GitHubAppToken } from "../../../src/api/githubapptoken.ts";
-import type { MintGate, MintKeys } from "../../../src/controller/reconciler.ts";
+import type { MintGate, MintKeys } from "../../../src/controller/ports.ts";
 import { GhatError } from "../../../src/core/errors.ts";
 import { MintLimiter } from "../../../src/core/limits.ts";
 import { finalizer } from "../../../src/kube/kube.ts";

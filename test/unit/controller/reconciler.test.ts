@@ -6,6 +6,17 @@ import { harness, tokenObject } from "./fakes.ts";
 
 const key = "team/ci";
 const ready = (t: GitHubAppToken | undefined) => t?.status?.conditions?.find((c) => c.type === "Ready");
+const unavailable = () => new GhatError("GitHubUnavailable", "GitHub answered 503", { status: 503 });
+
+/** A harness whose token was minted once, with the clock at its refresh time; and its expiry. */
+async function mintedAndDue() {
+  const h = harness();
+  h.kube.tokens.set(key, tokenObject());
+  await h.reconciler.reconcile(key);
+  const expiresAt = Date.parse(h.kube.tokens.get(key)?.status?.expiresAt ?? "");
+  h.clock.advance((h.requeues.get(key) ?? 0) - h.clock.now());
+  return { ...h, expiresAt };
+}
 
 describe("Reconciler", () => {
   it("mints, writes the Secret and status, and schedules the refresh from expires_at", async () => {
@@ -48,11 +59,8 @@ describe("Reconciler", () => {
   });
 
   it("keeps the old token in the Secret while GitHub fails, says so in Ready, and backs off", async () => {
-    const { kube, github, reconciler, requeues, clock } = harness();
-    kube.tokens.set(key, tokenObject());
-    await reconciler.reconcile(key);
-    clock.advance((requeues.get(key) ?? 0) - clock.now());
-    github.failNext.push(new GhatError("GitHubUnavailable", "GitHub answered 503", { status: 503 }));
+    const { kube, github, reconciler, requeues, clock } = await mintedAndDue();
+    github.failNext.push(unavailable());
     await reconciler.reconcile(key);
     expect(kube.secretData("team", "ci-token")).toEqual({ token: github.minted[0] });
     expect(ready(kube.tokens.get(key))).toMatchObject({ status: "True", reason: "GitHubUnavailable" });
@@ -169,16 +177,12 @@ describe("Reconciler", () => {
   });
 
   it("caps the backoff so retries land before the token falls below its minimum lifetime", async () => {
-    const { kube, github, reconciler, requeues, clock } = harness();
-    kube.tokens.set(key, tokenObject());
-    await reconciler.reconcile(key);
-    const expiresAt = Date.parse(kube.tokens.get(key)?.status?.expiresAt ?? "");
-    clock.advance((requeues.get(key) ?? 0) - clock.now());
+    const { github, reconciler, requeues, clock, expiresAt } = await mintedAndDue();
     // Minimum lifetime 10 min (the default): however many failures, every retry lands
     // before expiresAt - 10 min while that is ahead.
     const below = expiresAt - 10 * 60_000;
     for (let failures = 0; below - clock.now() > 4 * 60_000; failures++) {
-      github.failNext.push(new GhatError("GitHubUnavailable", "GitHub answered 503", { status: 503 }));
+      github.failNext.push(unavailable());
       await reconciler.reconcile(key);
       const retryAt = requeues.get(key) ?? 0;
       expect(retryAt, `after ${failures + 1} failures`).toBeLessThan(below);
@@ -188,17 +192,13 @@ describe("Reconciler", () => {
   });
 
   it("keeps retrying at the floor's pace once the held token has expired during an outage", async () => {
-    const { kube, github, reconciler, requeues, clock } = harness();
-    kube.tokens.set(key, tokenObject());
-    await reconciler.reconcile(key);
-    const expiresAt = Date.parse(kube.tokens.get(key)?.status?.expiresAt ?? "");
-    clock.advance((requeues.get(key) ?? 0) - clock.now());
+    const { github, reconciler, requeues, clock, expiresAt } = await mintedAndDue();
     // GitHub answers 503 from the refresh until well after the token expired: the failures
     // pile up while it is held, and none of them may push a retry past the floor (60 s for
     // the default 10 min minimum) once the Secret holds nothing usable.
     let failures = 0;
     while (clock.now() < expiresAt + 30 * 60_000) {
-      github.failNext.push(new GhatError("GitHubUnavailable", "GitHub answered 503", { status: 503 }));
+      github.failNext.push(unavailable());
       await reconciler.reconcile(key);
       failures++;
       const retryAt = requeues.get(key) ?? 0;
@@ -214,11 +214,8 @@ describe("Reconciler", () => {
   });
 
   it("forgets what it remembers on reset (a new leadership term) and re-reads everything", async () => {
-    const { kube, github, reconciler, requeues, clock } = harness();
-    kube.tokens.set(key, tokenObject());
-    await reconciler.reconcile(key);
-    clock.advance((requeues.get(key) ?? 0) - clock.now());
-    github.failNext.push(new GhatError("GitHubUnavailable", "GitHub answered 503", { status: 503 }));
+    const { github, reconciler } = await mintedAndDue();
+    github.failNext.push(unavailable());
     await reconciler.reconcile(key);
     // In backoff: an unchanged reconcile waits. After reset it tries at once.
     await reconciler.reconcile(key);

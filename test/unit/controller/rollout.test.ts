@@ -42,7 +42,7 @@ class FakeWorkloads implements WorkloadApi {
   }
 }
 
-function setup(gapMs = 5_000) {
+function setup(gapMs = 5_000, canAct: () => boolean = () => true) {
   const clock = new FakeClock();
   const api = new FakeWorkloads(clock);
   const changed: string[] = [];
@@ -51,7 +51,7 @@ function setup(gapMs = 5_000) {
     clock,
     log,
     minGapMs: gapMs,
-    canAct: () => true,
+    canAct,
     changed: (keys) => changed.push(...keys),
   });
   const input = (over: Partial<DeliveryInput> = {}): DeliveryInput => ({
@@ -163,6 +163,20 @@ describe("Rollouts", () => {
     const again = await rollouts.check(input({ tokenHash: "h2", changed: false, generation: 2 }));
     expect(again.scheduled).toEqual([]);
     expect(api.patches).toHaveLength(2);
+  });
+
+  it("a replica that stepped down restarts nothing: the new leader re-derives restarts", async () => {
+    let leading = true;
+    const { api, rollouts, input, clock } = setup(5_000, () => leading);
+    api.items = [deployment("web", envPod), deployment("worker")];
+    await rollouts.check(input());
+    const report = await rollouts.check(input({ tokenHash: "h2", changed: true }));
+    expect(report.scheduled).toEqual(["Deployment/web", "Deployment/worker"]);
+    leading = false;
+    clock.advance(0);
+    clock.advance(60_000);
+    await Promise.resolve();
+    expect(api.patches).toEqual([]);
   });
 
   it("paces restarts operator-wide and waits out a workload's minimum interval", async () => {

@@ -1,23 +1,11 @@
 import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { GhatError } from "../../../src/core/errors.ts";
-import {
-  createGitHubClient,
-  type Fetch,
-  type GitHubClientOptions,
-  maxResponseBytes,
-} from "../../../src/github/client.ts";
+import { describe, expect, it } from "vitest";
+import { type Fetch, maxResponseBytes } from "../../../src/github/client.ts";
 import { isInstallationToken } from "../../../src/github/schemas.ts";
 import type { AppCredentials } from "../../../src/github/types.ts";
-import { FakeClock } from "../fakeclock.ts";
-import {
-  type FakeGitHub,
-  githubError,
-  installationBody,
-  startFakeGitHub,
-  testKeyPair,
-} from "./fakegithub.ts";
+import { githubError, installationBody, testKeyPair } from "./fakegithub.ts";
+import { caught, classic, client, github, mintPath, start, tokenBody, useFakeGitHub } from "./helpers.ts";
 
 /**
  * What a hostile or broken server (or whatever answers in GitHub's place) can make ghat
@@ -26,41 +14,9 @@ import {
 
 const { privateKey } = testKeyPair();
 const app: AppCredentials = { appId: 12345, key: privateKey };
-const start = Date.parse("2026-11-24T12:00:00Z");
-const classic = "ghs_16C7e42F292c6912E7710c838347Ae178B4a";
 
-let github: FakeGitHub;
-let clock: FakeClock;
-beforeAll(async () => {
-  github = await startFakeGitHub();
-});
-afterAll(() => github.close());
-beforeEach(() => {
-  github.reset();
-  clock = new FakeClock(start);
-});
-
-const client = (options: Partial<GitHubClientOptions> = {}) =>
-  createGitHubClient({ baseUrl: github.url, clock, userAgent: "ghat/test", ...options });
+useFakeGitHub();
 const host = () => new URL(github.url).host;
-const mintPath = (id: number) => `/app/installations/${id}/access_tokens`;
-const tokenBody = (overrides: Record<string, unknown> = {}) => ({
-  token: classic,
-  expires_at: "2026-11-24T12:59:59Z",
-  permissions: { contents: "read", metadata: "read" },
-  repository_selection: "selected",
-  ...overrides,
-});
-
-async function caught(p: Promise<unknown>): Promise<GhatError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof GhatError) return err;
-    throw err;
-  }
-  throw new Error("expected a GhatError");
-}
 
 describe("Answers are read up to 1 MiB, then discarded", () => {
   /** A server whose answer never ends; it writes only as fast as the client reads. */

@@ -1,57 +1,17 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fetch as undiciFetch } from "undici";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { GhatError } from "../../../src/core/errors.ts";
-import { createGitHubClient, type Fetch, type GitHubClientOptions } from "../../../src/github/client.ts";
+import { describe, expect, it } from "vitest";
+import { createGitHubClient, type Fetch } from "../../../src/github/client.ts";
 import type { AppCredentials, RateLimit, RequestInfo } from "../../../src/github/types.ts";
-import { FakeClock } from "../fakeclock.ts";
-import {
-  appJwt,
-  type FakeGitHub,
-  githubError,
-  installationBody,
-  startFakeGitHub,
-  testKeyPair,
-} from "./fakegithub.ts";
+import { appJwt, type FakeGitHub, githubError, installationBody, testKeyPair } from "./fakegithub.ts";
+import { caught, client, clock, github, mintPath, start, tokenBody, useFakeGitHub } from "./helpers.ts";
 
 const { privateKey, publicKey } = testKeyPair();
 const app: AppCredentials = { appId: 12345, key: privateKey };
-const start = Date.parse("2026-11-24T12:00:00Z");
 const startSeconds = start / 1000;
 
-let github: FakeGitHub;
-let clock: FakeClock;
-beforeAll(async () => {
-  github = await startFakeGitHub();
-});
-afterAll(() => github.close());
-beforeEach(() => {
-  github.reset();
-  clock = new FakeClock(start);
-});
-
-const client = (options: Partial<GitHubClientOptions> = {}) =>
-  createGitHubClient({ baseUrl: github.url, clock, userAgent: "ghat/test", ...options });
-
-const mintPath = (id: number) => `/app/installations/${id}/access_tokens`;
-const tokenBody = (overrides: Record<string, unknown> = {}) => ({
-  token: "ghs_16C7e42F292c6912E7710c838347Ae178B4a",
-  expires_at: "2026-11-24T12:59:59Z",
-  permissions: { contents: "read", metadata: "read" },
-  repository_selection: "selected",
-  ...overrides,
-});
-
-async function caught(p: Promise<unknown>): Promise<GhatError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof GhatError) return err;
-    throw err;
-  }
-  throw new Error("expected a GhatError");
-}
+useFakeGitHub();
 
 describe("Every request carries what GitHub expects", () => {
   it("signs App requests with a fresh RS256 JWT and sends Accept, the API version and the user agent", async () => {

@@ -10,11 +10,15 @@ describe("localExpiry: expires_at moved onto the cluster's clock", () => {
   const now = Date.parse("2026-11-24T12:00:00.400Z");
   const expires = Date.parse("2026-11-24T13:00:00Z");
 
-  it("keeps GitHub's value when the clocks agree or GitHub is behind", () => {
+  it("keeps GitHub's value when the clocks agree or there is no Date", () => {
     expect(localExpiry(expires, "Tue, 24 Nov 2026 12:00:00 GMT", now)).toBe(expires);
-    expect(localExpiry(expires, "Tue, 24 Nov 2026 11:55:00 GMT", now)).toBe(expires);
     expect(localExpiry(expires, null, now)).toBe(expires);
     expect(localExpiry(expires, "not a date", now)).toBe(expires);
+  });
+
+  it("moves it later by the skew, less a second, when GitHub is behind (else it looks expired on arrival)", () => {
+    // GitHub 5 min behind: its token lives 1 h on its clock, so 1 h on ours too.
+    expect(localExpiry(expires, "Tue, 24 Nov 2026 11:55:00 GMT", now)).toBe(expires + 5 * 60_000 - 1_000);
   });
 
   it("moves it earlier by at least the skew when GitHub is ahead", () => {

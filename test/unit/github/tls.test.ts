@@ -6,11 +6,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getCACertificates } from "node:tls";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { GhatError } from "../../../src/core/errors.ts";
 import { createGitHubClient, type GitHubClient } from "../../../src/github/client.ts";
 import { trustedCertificates } from "../../../src/github/dispatcher.ts";
 import { FakeClock } from "../fakeclock.ts";
 import { type FakeGitHub, installationBody, startFakeGitHub, testKeyPair } from "./fakegithub.ts";
+import { caught } from "./helpers.ts";
 
 const app = { appId: 12345, key: testKeyPair().privateKey };
 const clock = new FakeClock();
@@ -87,16 +87,6 @@ async function startProxy(): Promise<{
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-async function caught(p: Promise<unknown>): Promise<GhatError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof GhatError) return err;
-    throw err;
-  }
-  throw new Error("expected a GhatError");
 }
 
 let tls: { cert: string; key: string };

@@ -15,6 +15,7 @@ function resolver(
     operatorNamespace: "ghat-system",
     installationOwner: async () => "acme",
     parseKey: () => privateKey,
+    fingerprint: () => "fp",
     source: {
       app: () => ({
         apiVersion: "ghat.dev/v1alpha1",

@@ -1,0 +1,56 @@
+import type { ConditionInput } from "../core/conditions.ts";
+import type { Endpoint } from "./apps.ts";
+
+/** Everything the reconciler remembers about one GitHubAppToken between reconciles. */
+export interface KeyRecord {
+  /** Consecutive failures. */
+  failures: number;
+  /** Waiting out a failure: until when, and the inputs it failed with. */
+  backoff?: { until: number; inputs: string } | undefined;
+  /** Failed revocations on delete. */
+  revokeAttempts: number;
+  /** The status last written and the resourceVersion it was computed from. */
+  statusWritten?: { base: string | undefined; json: string } | undefined;
+  /** The Delivered condition from the last delivery check. */
+  delivered?: Omit<ConditionInput, "type"> | undefined;
+  /**
+   * The token this process last wrote. When every Secret holding it is gone (deleted by
+   * hand), it is lost to its readers: replaced, never handed out again, revoked later.
+   */
+  issued?: string | undefined;
+  /**
+   * The token the Secrets last held, as read or written: when a namespace is deleted as a
+   * whole, Kubernetes may delete the Secrets before the finalizer runs.
+   */
+  held?: string | undefined;
+  /** Where its tokens were minted: a token is revoked there, never at a default host. */
+  endpoint?: Endpoint | undefined;
+}
+
+/** One record per key; forgetting or resetting happens here and nowhere else. */
+export class Memory {
+  readonly #records = new Map<string, KeyRecord>();
+
+  /** The key's record, created empty when there is none. */
+  of(key: string): KeyRecord {
+    let r = this.#records.get(key);
+    if (!r) {
+      r = { failures: 0, revokeAttempts: 0 };
+      this.#records.set(key, r);
+    }
+    return r;
+  }
+
+  forget(key: string): void {
+    this.#records.delete(key);
+  }
+
+  /** After a leadership gap another replica may have changed anything: remember nothing. */
+  reset(): void {
+    this.#records.clear();
+  }
+
+  get size(): number {
+    return this.#records.size;
+  }
+}
