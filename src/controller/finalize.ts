@@ -1,8 +1,9 @@
 import type { GitHubAppToken } from "../api/githubapptoken.ts";
+import type { Condition } from "../api/meta.ts";
 import { GhatError, toGhatError } from "../core/errors.ts";
 import { currentToken, type Observed, type ObservedSecret } from "../core/plan.ts";
 import { rfc3339 } from "../core/time.ts";
-import type { KubeWriter } from "../kube/kube.ts";
+import { finalizer, type KubeWriter } from "../kube/kube.ts";
 import type { Logger } from "../log.ts";
 import type { Endpoint } from "./apps.ts";
 import { decodeSecret } from "./gather.ts";
@@ -81,7 +82,7 @@ export async function finalizeInvalid(
   d: FinalizeDeps,
   key: string,
   raw: unknown,
-  meta: { uid: string; finalizers: string[] },
+  meta: Pick<InvalidMeta, "uid" | "finalizers">,
   memory: KeyRecord,
   log: Logger,
 ): Promise<void> {
@@ -117,6 +118,44 @@ export async function finalizeInvalid(
   for (const s of ours) await d.kube.deleteSecret(ns, s.name);
   await d.kube.setFinalizer(ns, name, false, meta.finalizers);
   log.info({ secrets: ours.map((s) => s.name) }, "Finalized invalid GitHubAppToken");
+}
+
+/** What is read of a GitHubAppToken whose spec does not parse (its metadata is still typed). */
+export interface InvalidMeta {
+  namespace: string;
+  name: string;
+  uid: string;
+  generation: number | undefined;
+  finalizers: string[];
+  /** Being deleted with ghat's finalizer still on it. */
+  deleting: boolean;
+  conditions: Condition[] | undefined;
+}
+
+export function invalidMeta(raw: unknown): InvalidMeta {
+  type Raw = {
+    metadata?: Partial<{
+      namespace: string;
+      name: string;
+      uid: string;
+      generation: number;
+      finalizers: string[];
+    }> & {
+      deletionTimestamp?: unknown;
+    };
+    status?: { conditions?: Condition[] };
+  };
+  const m = (raw as Raw).metadata ?? {};
+  const finalizers = Array.isArray(m.finalizers) ? m.finalizers : [];
+  return {
+    namespace: m.namespace ?? "",
+    name: m.name ?? "",
+    uid: m.uid ?? "",
+    generation: m.generation,
+    finalizers,
+    deleting: m.deletionTimestamp !== undefined && finalizers.includes(finalizer),
+    conditions: (raw as Raw).status?.conditions,
+  };
 }
 
 /** A whole value shaped like a GitHub installation token (GitHub's grammar, any length). */

@@ -1,6 +1,5 @@
 import { z } from "zod";
 import { type GitHubAppToken, githubAppToken } from "../api/githubapptoken.ts";
-import type { Condition } from "../api/meta.ts";
 import { GhatError, toGhatError } from "../core/errors.ts";
 import { tooShort } from "../core/issuance.ts";
 import { OutputError } from "../core/outputs.ts";
@@ -8,12 +7,11 @@ import { type CurrentToken, currentToken, type Observed, plan, tokenHash } from 
 import { type SpecFacts, specFacts } from "../core/spec.ts";
 import { invalidSpecStatus } from "../core/status.ts";
 import { rfc3339 } from "../core/time.ts";
-import { finalizer } from "../kube/kube.ts";
 import type { Logger } from "../log.ts";
 import { type Endpoint, endpointOf, type ResolvedApp } from "./apps.ts";
 import { deliver } from "./deliver.ts";
 import { retryAfterFailure, retryAfterReportFailure } from "./errorpolicy.ts";
-import { finalize, finalizeInvalid, withdraw } from "./finalize.ts";
+import { finalize, finalizeInvalid, invalidMeta, withdraw } from "./finalize.ts";
 import { gather, inputsOf } from "./gather.ts";
 import { Issuer, writeSecrets } from "./issue.ts";
 import { type KeyRecord, Memory } from "./memory.ts";
@@ -21,12 +19,6 @@ import type { Outcome, ReconcilerDeps } from "./ports.ts";
 import { Reporter } from "./report.ts";
 import { Revoker } from "./revoke.ts";
 import { SharedMints } from "./sharing.ts";
-
-/** What is read of an object whose spec does not parse. */
-type InvalidMeta = Partial<{ namespace: string; name: string; generation: number; uid: string }> & {
-  deletionTimestamp?: unknown;
-  finalizers?: string[];
-};
 
 /** One reconcile's view: the object, what was observed, and where its App's GitHub is. */
 interface Pass {
@@ -240,23 +232,27 @@ export class Reconciler {
 
   /** A spec that does not parse: says so in Ready, or, being deleted, still lets go of it. */
   async #invalid(key: string, raw: unknown, error: z.ZodError): Promise<Outcome> {
-    const meta = (raw as { metadata?: InvalidMeta }).metadata ?? {};
+    const meta = invalidMeta(raw);
     const log = this.#d.log.child({ namespace: meta.namespace, name: meta.name });
-    if (meta.deletionTimestamp !== undefined && meta.finalizers?.includes(finalizer)) {
-      const finalizers = meta.finalizers;
-      const token = { metadata: { name: meta.name ?? "", namespace: meta.namespace, uid: meta.uid } };
-      const deps = this.#finalizeDeps(token as GitHubAppToken);
-      await finalizeInvalid(deps, key, raw, { uid: meta.uid ?? "", finalizers }, this.#memory.of(key), log);
+    if (meta.deleting) {
+      const deps = this.#finalizeDeps({ metadata: meta });
+      await finalizeInvalid(deps, key, raw, meta, this.#memory.of(key), log);
       return this.#forget(key);
     }
     log.warn("Rejected invalid GitHubAppToken");
-    const previous = (raw as { status?: { conditions?: Condition[] } }).status?.conditions;
-    const status = invalidSpecStatus(previous, z.prettifyError(error), meta.generation, this.#d.clock.now());
-    if (status) await this.#d.kube.applyTokenStatus(meta.namespace ?? "", meta.name ?? "", status);
+    const status = invalidSpecStatus(
+      meta.conditions,
+      z.prettifyError(error),
+      meta.generation,
+      this.#d.clock.now(),
+    );
+    if (status) await this.#d.kube.applyTokenStatus(meta.namespace, meta.name, status);
     return { forget: true };
   }
 
-  #finalizeDeps(token: GitHubAppToken) {
+  #finalizeDeps(token: {
+    metadata: { name: string; namespace?: string | undefined; uid?: string | undefined };
+  }) {
     return {
       kube: this.#d.kube,
       source: this.#d.source,

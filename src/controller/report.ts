@@ -50,7 +50,7 @@ export class Reporter {
   }
 
   async event(
-    token: Pick<GitHubAppToken, "metadata">,
+    token: { metadata: { name: string; namespace?: string | undefined; uid?: string | undefined } },
     type: "Normal" | "Warning",
     reason: string,
     message: string,
