@@ -27,11 +27,11 @@ try {
       "peak",
       (op.memory().peakKiB / 1024).toFixed(1),
       "heapUsed",
-      g("ghat_nodejs_heap_size_used_bytes"),
+      g("nodejs_heap_size_used_bytes"),
       "heapTotal",
-      g("ghat_nodejs_heap_size_total_bytes"),
+      g("nodejs_heap_size_total_bytes"),
       "external",
-      g("ghat_nodejs_external_memory_bytes"),
+      g("nodejs_external_memory_bytes"),
     );
   };
   await show("idle");

@@ -70,7 +70,7 @@ export async function burst(
     const mem = op.memory();
     const metrics = await op.metrics();
     return {
-      operatorHeapMiB: metricSum(metrics, "ghat_nodejs_heap_size_used_bytes") / 2 ** 20,
+      operatorHeapMiB: metricSum(metrics, "nodejs_heap_size_used_bytes") / 2 ** 20,
       tokens: n,
       allReadyS: (last - t0) / 1000,
       p50Ms: percentile(latencies, 50),

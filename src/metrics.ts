@@ -100,7 +100,10 @@ export class Metrics {
   });
 
   constructor(build: { version: string; revision: string } = { version, revision: revision() }) {
-    collectDefaultMetrics({ register: this.registry, prefix: "ghat_" });
+    // Node's and the process's metrics under their standard names (process_cpu_seconds_total,
+    // process_resident_memory_bytes, nodejs_heap_size_used_bytes, …), unprefixed, so that stock
+    // Node.js dashboards and alerts work; the job/pod labels of the scrape say they are ghat's.
+    collectDefaultMetrics({ register: this.registry });
     this.buildInfo.set(build, 1);
   }
 }

@@ -15,15 +15,52 @@ if [ ${#missing[@]} -eq 0 ]; then
   echo "$out"
   exit 0
 fi
+# Runs "$@" and prints a line to stderr every 30 s with the elapsed time while it runs, so
+# that a cold build (minutes) never leaves a silent terminal. The ticker (and its sleep) is
+# killed when the command ends, fails or the script exits; its sleep holds none of our output
+# pipes either way (a caller reading them to the end must never wait for it).
+ticker=""
+stop_ticker() {
+  if [ -n "$ticker" ]; then
+    kill "$ticker" 2>/dev/null || true
+    wait "$ticker" 2>/dev/null || true
+    ticker=""
+  fi
+}
+trap stop_ticker EXIT
+trap 'stop_ticker; exit 130' INT
+trap 'stop_ticker; exit 143' TERM
+with_progress() {
+  local label=$1 t0 rc=0
+  shift
+  t0=$(date +%s)
+  (
+    nap=""
+    trap '[ -z "$nap" ] || kill "$nap" 2>/dev/null; exit 0' TERM
+    while :; do
+      sleep 30 </dev/null >/dev/null 2>&1 &
+      nap=$!
+      wait "$nap"
+      echo "  still building $label: $(( $(date +%s) - t0 ))s elapsed" >&2
+    done
+  ) &
+  ticker=$!
+  "$@" || rc=$?
+  stop_ticker
+  return "$rc"
+}
 mkdir -p "$out"
 cd "$here"
 start=$(date +%s)
 pkg=k8s.io/component-base/version
 ldflags="-s -w -X $pkg.gitVersion=v$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+echo "To build: ${missing[*]} (Kubernetes v$version, from the Go module proxy)" >&2
 for b in "${missing[@]}"; do
-  echo "Building $b v$version into $out" >&2
-  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/$b.tmp" "./cmd/$b"
+  t=$(date +%s)
+  echo "Building $b v$version into $out (go build; a cold build takes minutes)" >&2
+  CGO_ENABLED=0 with_progress "$b" go build -trimpath -ldflags "$ldflags" -o "$out/$b.tmp" "./cmd/$b"
   mv "$out/$b.tmp" "$out/$b"
+  echo "Built $b in $(( $(date +%s) - t ))s" >&2
 done
 echo "Built ${missing[*]} in $(( $(date +%s) - start ))s" >&2
 echo "$out"

@@ -13,8 +13,9 @@ const run = promisify(execFile);
 const root = new URL("../../", import.meta.url).pathname;
 
 /**
- * What the container image holds, built the way the Dockerfile builds it (no Docker engine
- * here): `npm ci --omit=dev` into a clean directory, the compiled dist/, then `node dist/main.js`.
+ * The npm package as users install it (`ghat-operator`): `npm ci --omit=dev` into a clean
+ * directory, the compiled dist/, then `node dist/main.js`. (The image ships the single-file
+ * bundle instead: test/unit/bundle.test.ts.)
  */
 describe("the production install", () => {
   let dir: string;

@@ -1,0 +1,126 @@
+/**
+ * Bundles the operator (src/main.ts) into one minified ES module, dist/ghat.mjs, that runs with
+ * nothing else beside it: no node_modules, no package.json. The container image ships only
+ * this file (Dockerfile); the npm package keeps the tsc build (dist/main.js, dist/cli.js).
+ *
+ * - The version is embedded at bundle time from package.json (src/version.ts reads
+ *   ../package.json at run time, which the image does not ship); GHAT_REVISION stays a
+ *   run-time environment variable.
+ * - CommonJS dependencies call require() for Node built-ins: the banner gives the module a
+ *   real `require` (createRequire), which an ES module lacks.
+ * - pino's transports (`--log-format pretty`, for the sandbox) run pino-pretty in a worker
+ *   thread loaded from files in node_modules, which the bundle does not have. pino's
+ *   lib/transport.js is replaced by a stub that fails with a clear message (the operator exits
+ *   1 at start); JSON logging (the default, and what the container uses) never starts a worker.
+ *
+ * Run: node hack/bundle.ts [--outfile dist/ghat.mjs]
+ */
+import { readFileSync, statSync } from "node:fs";
+import { relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { build, type Plugin } from "esbuild";
+
+const root = fileURLToPath(new URL("../", import.meta.url));
+
+/** What `--log-format pretty` says when run from the bundle. */
+export const prettyUnavailable =
+  "--log-format pretty is not available in the single-file bundle (it needs pino-pretty in a worker thread); " +
+  "use --log-format json, or run dist/main.js or src/cli.ts";
+
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(`${root}package.json`, "utf8")) as { version?: unknown };
+  if (typeof pkg.version !== "string" || pkg.version === "") throw new Error("package.json has no version");
+  return pkg.version;
+}
+
+/** Replaces the run-time read of package.json in src/version.ts with the version itself. */
+function embedVersion(version: string, done: Set<string>): Plugin {
+  const call = "= readVersion();";
+  return {
+    name: "ghat-embed-version",
+    setup(b) {
+      b.onLoad({ filter: /[\\/]src[\\/]version\.ts$/ }, (args) => {
+        const source = readFileSync(args.path, "utf8");
+        // Exactly one place, or the bundle fails: a changed version.ts must not silently ship
+        // a bundle that looks for a package.json it does not have.
+        if (source.split(call).length !== 2) {
+          throw new Error(`${args.path}: expected exactly one "${call}" to embed the version into`);
+        }
+        done.add("version");
+        return { contents: source.replace(call, `= ${JSON.stringify(version)};`), loader: "ts" };
+      });
+    },
+  };
+}
+
+/**
+ * pino's transports (lib/transport.js, which starts thread-stream's worker) cannot run from a
+ * single file: the module is replaced by one that fails with a clear message when called.
+ */
+function noPinoTransports(done: Set<string>): Plugin {
+  return {
+    name: "ghat-no-pino-transports",
+    setup(b) {
+      b.onLoad({ filter: /[\\/]node_modules[\\/]pino[\\/]lib[\\/]transport\.js$/ }, () => {
+        done.add("pino-transport");
+        return {
+          contents: `module.exports = function transport() { throw new Error(${JSON.stringify(prettyUnavailable)}); };`,
+          loader: "js",
+        };
+      });
+    },
+  };
+}
+
+export interface BundleResult {
+  outfile: string;
+  bytes: number;
+  version: string;
+  warnings: string[];
+}
+
+export async function bundle(outfile = `${root}dist/ghat.mjs`): Promise<BundleResult> {
+  const version = packageVersion();
+  const done = new Set<string>();
+  const result = await build({
+    absWorkingDir: root,
+    entryPoints: [`${root}src/main.ts`],
+    outfile,
+    bundle: true,
+    minify: true,
+    format: "esm",
+    platform: "node",
+    target: "node24",
+    // Nothing is external: the image has no node_modules.
+    external: [],
+    banner: {
+      js: 'import { createRequire as __ghatCreateRequire } from "node:module"; const require = __ghatCreateRequire(import.meta.url);',
+    },
+    legalComments: "eof",
+    plugins: [embedVersion(version, done), noPinoTransports(done)],
+    logLevel: "silent",
+  });
+  // A moved file would otherwise ship a bundle that reads a package.json it does not have, or
+  // one that brings thread-stream back.
+  for (const step of ["version", "pino-transport"]) {
+    if (!done.has(step)) throw new Error(`bundle: the ${step} replacement found nothing to replace`);
+  }
+  const warnings = result.warnings.map((w) => `${w.location?.file ?? ""}: ${w.text}`);
+  return { outfile, bytes: statSync(outfile).size, version, warnings };
+}
+
+if (import.meta.main) {
+  const args = process.argv.slice(2);
+  const at = args.indexOf("--outfile");
+  const outfile = at >= 0 ? args[at + 1] : undefined;
+  if (at >= 0 && !outfile) {
+    process.stderr.write("usage: node hack/bundle.ts [--outfile FILE]\n");
+    process.exit(2);
+  }
+  const result = await bundle(outfile);
+  for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+  process.stdout.write(
+    `Bundled ghat ${result.version} into ${relative(process.cwd(), result.outfile) || result.outfile} ` +
+      `(${(result.bytes / 2 ** 20).toFixed(2)} MiB)\n`,
+  );
+}

@@ -1,0 +1,127 @@
+import { execFile, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { bundle, prettyUnavailable } from "../../hack/bundle.ts";
+
+const run = promisify(execFile);
+const root = new URL("../../", import.meta.url).pathname;
+const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version: string };
+
+/** The bundle is 2.7 MiB minified today (mostly @kubernetes/client-node); this catches a doubling. */
+const MAX_BYTES = 4 * 2 ** 20;
+
+/**
+ * The container's entry point, bundled the way `npm run bundle` does into a directory that
+ * holds nothing else: no node_modules and no package.json beside or above it (the image ships
+ * the file alone).
+ */
+describe("the single-file bundle (dist/ghat.mjs)", () => {
+  let dir: string;
+  let file: string;
+  let warnings: string[];
+  const node = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+    run(process.execPath, [file, ...args], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? "", ...env },
+      timeout: 15_000,
+    });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "ghat-bundle-"));
+    // <dir>/dist/ghat.mjs: version.ts would look for <dir>/package.json, which is not there.
+    mkdirSync(join(dir, "dist"));
+    ({ outfile: file, warnings } = await bundle(join(dir, "dist/ghat.mjs")));
+  }, 60_000);
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(`is one JavaScript file under ${MAX_BYTES / 2 ** 20} MiB`, () => {
+    expect(readdirSync(dir, { recursive: true }).sort()).toEqual(["dist", "dist/ghat.mjs"]);
+    expect(statSync(file).size).toBeLessThan(MAX_BYTES);
+    expect(warnings).toEqual([]);
+  });
+
+  it("prints the version embedded from package.json, and GHAT_REVISION", async () => {
+    const { stdout } = await node(["--version"], { GHAT_REVISION: "abc1234" });
+    expect(stdout).toBe(`ghat ${pkg.version} (abc1234)\n`);
+    expect(pkg.version).not.toBe("unknown");
+  });
+
+  it("prints its usage with --help and exits 0", async () => {
+    const { stdout } = await node(["--help"]);
+    expect(stdout).toMatch(/^Usage: ghat run \[flags\]/);
+    expect(stdout).toContain("--log-format");
+  });
+
+  it("says clearly that --log-format pretty needs the unbundled build", async () => {
+    const kubeconfig = join(dir, "kubeconfig");
+    writeFileSync(kubeconfig, "apiVersion: v1\nkind: Config\n");
+    const err = await node(["--kubeconfig", kubeconfig, "--log-format", "pretty"]).then(
+      () => undefined,
+      (e: { code?: number; stderr?: string }) => e,
+    );
+    expect(err?.code).toBe(1);
+    expect(err?.stderr).toContain(prettyUnavailable);
+  });
+
+  it("runs the operator with JSON logs (no worker thread): its informers reach for the API server", async () => {
+    const kubeconfig = join(dir, "kubeconfig-unreachable");
+    // A server nobody listens on, over http (which the client refuses): the operator starts
+    // its informers, and logs their errors as JSON, until it is stopped.
+    writeFileSync(
+      kubeconfig,
+      [
+        "apiVersion: v1",
+        "kind: Config",
+        "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]",
+        "users: [{name: u, user: {token: t}}]",
+        "contexts: [{name: x, context: {cluster: c, user: u}}]",
+        "current-context: x",
+        "",
+      ].join("\n"),
+    );
+    const child = spawn(
+      process.execPath,
+      [
+        file,
+        "--kubeconfig",
+        kubeconfig,
+        "--health-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--bind-address",
+        "127.0.0.1",
+      ],
+      { cwd: dir, env: { PATH: process.env.PATH ?? "" }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    try {
+      const deadline = Date.now() + 15_000;
+      while (!stdout.includes("Restarting informer after error") && Date.now() < deadline) {
+        if (child.exitCode !== null) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      child.kill("SIGKILL");
+      await exited;
+    }
+    expect(stderr).toBe("");
+    const lines = stdout.split("\n").filter((l) => l !== "");
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(JSON.parse(l)).toHaveProperty("msg");
+    expect(stdout).toContain("Restarting informer after error");
+  }, 30_000);
+});
