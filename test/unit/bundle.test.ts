@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bundle, prettyUnavailable } from "../../hack/bundle.ts";
+import { localFlags } from "../e2e/processes.ts";
 
 const run = promisify(execFile);
 const root = new URL("../../", import.meta.url).pathname;
@@ -84,21 +85,11 @@ describe("the single-file bundle (dist/ghat.mjs)", () => {
         "",
       ].join("\n"),
     );
-    const child = spawn(
-      process.execPath,
-      [
-        file,
-        "--kubeconfig",
-        kubeconfig,
-        "--health-port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--bind-address",
-        "127.0.0.1",
-      ],
-      { cwd: dir, env: { PATH: process.env.PATH ?? "" }, stdio: ["ignore", "pipe", "pipe"] },
-    );
+    const child = spawn(process.execPath, [file, ...localFlags(kubeconfig)], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => {

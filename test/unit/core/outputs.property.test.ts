@@ -2,6 +2,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { SecretTarget } from "../../../src/api/githubapptoken.ts";
 import { desiredSecret, type OutputContext, OutputError } from "../../../src/core/outputs.ts";
+import { outputContext } from "./context.ts";
 
 /**
  * For any token, host and url, each text format either refuses with an OutputError or
@@ -10,17 +11,7 @@ import { desiredSecret, type OutputContext, OutputError } from "../../../src/cor
  * parser written for the test, independent of the code under test.
  */
 
-const base: OutputContext = {
-  token: "ghs_x",
-  host: "github.com",
-  owner: "acme",
-  repositories: ["app"],
-  tokenName: "ci",
-  apiUrl: "https://api.github.com",
-  expiresAt: "2026-11-24T13:00:00.000Z",
-  refreshAt: "2026-11-24T12:40:00.000Z",
-  scopeHash: "abc",
-};
+const base: OutputContext = outputContext("ghs_x");
 
 /** Characters that matter to one format or another, plus a few ordinary ones. */
 const nasty = [

@@ -7,20 +7,11 @@ import {
   OutputError,
   webHost,
 } from "../../../src/core/outputs.ts";
+import { outputContext } from "./context.ts";
 
 // A stateless-format token: long, with dots and underscores (no length or charset assumptions).
 const stateless = `ghs_123456_${"eyJhbGciOiJSUzI1NiJ9"}.${"a".repeat(400)}.${"b_c-d".repeat(20)}`;
-const ctx: OutputContext = {
-  token: stateless,
-  host: "github.com",
-  owner: "acme",
-  repositories: ["app"],
-  tokenName: "ci",
-  apiUrl: "https://api.github.com",
-  expiresAt: "2026-11-24T13:00:00.000Z",
-  refreshAt: "2026-11-24T12:40:00.000Z",
-  scopeHash: "abc",
-};
+const ctx: OutputContext = outputContext(stateless);
 
 describe("desiredSecret", () => {
   it("writes a plain Opaque Secret with key token by default", () => {
