@@ -100,11 +100,11 @@ describe("the single-file bundle (dist/ghat.mjs)", () => {
     });
     const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
     try {
-      const deadline = Date.now() + 15_000;
-      while (!stdout.includes("Restarting informer after error") && Date.now() < deadline) {
-        if (child.exitCode !== null) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await expect
+        .poll(() => stdout.includes("Restarting informer after error") || child.exitCode !== null, {
+          timeout: 15_000,
+        })
+        .toBe(true);
     } finally {
       child.kill("SIGKILL");
       await exited;

@@ -144,14 +144,23 @@ describe("Informer", () => {
         message: "unable to parse requirement: invalid field selector",
       }),
     );
-    const { i } = await informer(api, { fatalStatuses: [400] });
+    // Every timer the informer sets: a retry would be a backoff timer (≤ 100 ms here).
+    const timers: number[] = [];
+    const clock = {
+      now: () => systemClock.now(),
+      setTimer: (ms: number, fn: () => void) => {
+        timers.push(ms);
+        return systemClock.setTimer(ms, fn);
+      },
+    };
+    const { i } = await informer(api, { fatalStatuses: [400], clock });
     const waiting = i.waitForSync(60_000);
     i.start();
     await expect(waiting).rejects.toMatchObject({
       code: "InvalidSpec",
       message: expect.stringContaining("HTTP 400"),
     });
-    await new Promise((r) => setTimeout(r, 200));
+    expect(timers.filter((ms) => ms <= 100)).toEqual([]);
     expect(api.requests).toHaveLength(1);
     await expect(i.waitForSync()).rejects.toMatchObject({ code: "InvalidSpec" });
   });
