@@ -158,7 +158,7 @@ const encodedArmour = /^LS0tLS1(?:CRUdJTi|iZWdpbi)/;
 /** Decoded base64 that is a key: PEM armour, or a long run of base64 text (a PEM body). */
 const decodedKey = /-----\s*(?:BEGIN|END)|PRIVATE KEY|^[A-Za-z0-9+/=\r\n]{48,}$/i;
 
-/** Shortest run worth decoding: the encoded "-----BEGIN RSA PRIVATE KEY-----" is 44. */
+/** Shortest run worth decoding: the base64 of a PKCS#1 armour line (BEGIN RSA PRIVATE KEY) is 44. */
 const minEncodedKey = 40;
 
 function isEncodedKey(run: string): boolean {
