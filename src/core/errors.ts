@@ -46,6 +46,12 @@ export const errorCodes = [
    * ghat_internal_errors_total, retried slowly; never reported as a Kubernetes problem.
    */
   "InternalError",
+  /** A keyless signer (Vault, KMS, HSM) cannot be reached or is busy: network, 5xx, throttling. */
+  "SignerUnavailable",
+  /** A keyless signer refused: bad credentials, or the identity may not sign with the key. */
+  "SignerDenied",
+  /** A keyless signer has no such key or version, or the key is not an RSA signing key. */
+  "SignerKeyNotFound",
 ] as const;
 
 export type ErrorCode = (typeof errorCodes)[number];
@@ -58,6 +64,7 @@ const retryableCodes: ReadonlySet<ErrorCode> = new Set([
   "InvalidResponse",
   "Throttled",
   "Timeout",
+  "SignerUnavailable",
 ]);
 
 export interface GhatErrorOptions {

@@ -1,8 +1,10 @@
 import type { KeyObject } from "node:crypto";
-import { CompactSign } from "jose";
+import { base64url, CompactSign } from "jose";
+import type { AppSigner } from "../signer/types.ts";
 
 export interface AppJwtInput {
-  key: KeyObject;
+  /** The private key, or a keyless signer (Vault, KMS, HSM) that signs the signing input. */
+  key: KeyObject | AppSigner;
   /** Numeric App id (sent as a JSON number) or client id (a string). */
   issuer: string | number;
   /** Our clock, epoch ms. */
@@ -26,7 +28,17 @@ export const jwtLifetimeSeconds = 540;
 export async function signAppJwt(input: AppJwtInput): Promise<string> {
   const now = Math.floor((input.nowMs + input.offsetMs) / 1000);
   const claims = { iat: now - jwtBackdateSeconds, exp: now + jwtLifetimeSeconds, iss: input.issuer };
-  return new CompactSign(new TextEncoder().encode(JSON.stringify(claims)))
-    .setProtectedHeader({ alg: "RS256", typ: "JWT" })
-    .sign(input.key);
+  const payload = new TextEncoder().encode(JSON.stringify(claims));
+  if (!isSigner(input.key)) {
+    return new CompactSign(payload).setProtectedHeader({ alg: "RS256", typ: "JWT" }).sign(input.key);
+  }
+  // RFC 7515 §5.1: the signature is over ASCII(BASE64URL(header) '.' BASE64URL(payload)).
+  const signingInput = `${base64url.encode(JSON.stringify({ alg: "RS256", typ: "JWT" }))}.${base64url.encode(payload)}`;
+  const signature = await input.key.sign(new TextEncoder().encode(signingInput));
+  return `${signingInput}.${base64url.encode(signature)}`;
+}
+
+/** A keyless signer rather than a KeyObject. */
+export function isSigner(key: KeyObject | AppSigner): key is AppSigner {
+  return typeof (key as AppSigner).sign === "function" && typeof (key as AppSigner).id === "string";
 }

@@ -1,4 +1,5 @@
 import type { KeyObject } from "node:crypto";
+import type { AppSigner } from "../signer/types.ts";
 
 /**
  * Who the App is. The JWT's issuer is the numeric `appId` when present (GitHub Enterprise
@@ -7,7 +8,8 @@ import type { KeyObject } from "node:crypto";
 export interface AppCredentials {
   appId?: number | undefined;
   clientId?: string | undefined;
-  key: KeyObject;
+  /** The private key, or a keyless signer; either way the same object for the same key (JWT cache). */
+  key: KeyObject | AppSigner;
 }
 
 /** The App itself, as `GET /app` describes it. */
