@@ -98,6 +98,30 @@ const schema = z.object({
     .default("60s")
     .describe("A reconcile running longer gives its worker back (one stuck tenant cannot hold the workers)"),
   shutdownTimeout: durationString.default("20s").describe("Longest wait for in-flight reconciles on SIGTERM"),
+  appCheckInterval: durationString
+    .default("5m")
+    .describe("How often GitHub is asked again whether it accepts each App's JWT (GET /app) for App status"),
+  pkcs11Modules: z
+    .string()
+    .default("")
+    .transform((s) =>
+      s
+        .split(",")
+        .map((n) => n.trim())
+        .filter(Boolean),
+    )
+    .describe("Comma-separated PKCS#11 modules (absolute .so paths) a pkcs11 signer may load; none when empty"),
+  namespacedAmbientSigners: z
+    .enum(["true", "false"])
+    .default("false")
+    .transform((v) => v === "true")
+    .describe(
+      "Let namespaced GitHubApps use signers that sign with the operator's own identity (cloud KMS, PKCS#11, Vault Kubernetes auth)",
+    ),
+  serviceAccountTokenFile: z
+    .string()
+    .default("/var/run/secrets/kubernetes.io/serviceaccount/token")
+    .describe("ServiceAccount token file sent to Vault's Kubernetes auth (a projected token with its own audience is best)"),
   leaderElect: z
     .enum(["true", "false"])
     .default("false")
@@ -128,6 +152,7 @@ export type Config = z.output<typeof schema> & {
   minMintIntervalMs: number;
   minTokenLifetimeMs: number;
   reconcileTimeoutMs: number;
+  appCheckIntervalMs: number;
   shutdownTimeoutMs: number;
   leaseDurationMs: number;
   renewDeadlineMs: number;
@@ -327,6 +352,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     minMintIntervalMs: parseDuration(data.minMintInterval.replace(/^0$/, "0s")),
     minTokenLifetimeMs: parseDuration(data.minTokenLifetime),
     reconcileTimeoutMs: parseDuration(data.reconcileTimeout),
+    appCheckIntervalMs: Math.max(10_000, parseDuration(data.appCheckInterval)),
     shutdownTimeoutMs: parseDuration(data.shutdownTimeout),
     leaseDurationMs: parseDuration(data.leaseDuration),
     renewDeadlineMs: parseDuration(data.renewDeadline),

@@ -3,7 +3,10 @@ import { hostname } from "node:os";
 import { CoordinationV1Api, KubeConfig } from "@kubernetes/client-node";
 import { type Clock, systemClock } from "./clock.ts";
 import { type Config, ConfigError, kubeAccessProblem, parseConfig, startupSummary, usage } from "./config.ts";
+import { readFile } from "node:fs/promises";
 import { AppResolver } from "./controller/apps.ts";
+import { AppStatusChecker } from "./controller/appstatus.ts";
+import { SignerRegistry } from "./signer/registry.ts";
 import { Controller } from "./controller/controller.ts";
 import { Reconciler } from "./controller/reconcile.ts";
 import { Rollouts } from "./controller/rollout.ts";
@@ -51,14 +54,47 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
   instrument(kubeConfig, (verb, resource) => metrics.kubeRequests.inc({ verb, resource }));
 
   const kube = new KubeClient(kubeConfig, clock, config.instance);
+  // Keyless signers read their one Secret (Vault token, HSM PIN) through the same watched cache
+  // as private keys; cache is assigned below, before any App is resolved.
+  const signers: SignerRegistry = new SignerRegistry({
+    clock,
+    timeoutMs: config.githubTimeoutMs,
+    pkcs11Modules: config.pkcs11Modules,
+    serviceAccountToken: async () => {
+      try {
+        return (await readFile(config.serviceAccountTokenFile, "utf8")).trim() || undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    readSecret: async (namespace, name, key) => {
+      const data = await cache.keySecret(namespace, name);
+      const value = data?.[key];
+      return value === undefined ? undefined : Buffer.from(value, "base64").toString("utf8");
+    },
+    observe: (backend, result, seconds) => {
+      metrics.signerRequests.inc({ backend, result });
+      metrics.signerDuration.observe({ backend }, seconds);
+    },
+  });
   let controller: Controller | undefined;
+  let appStatus: AppStatusChecker | undefined;
   const cache = new ClusterCache({
     kubeConfig,
     clock,
     log,
     namespaces: config.namespaces,
     operatorNamespace: config.operatorNamespace,
-    onChange: (kind, obj, event) => controller?.onChange(kind, obj, event),
+    onChange: (kind, obj, event) => {
+      controller?.onChange(kind, obj, event);
+      if (kind === "GitHubApp" || kind === "ClusterGitHubApp") {
+        appStatus?.onApp(kind, obj, event);
+        if (event === "delete") {
+          const ns = kind === "GitHubApp" ? (obj.metadata?.namespace ?? "") : "";
+          signers.forget(`${kind}/${ns}/${obj.metadata?.name ?? ""}`);
+        }
+      } else if (kind === "KeySecret") appStatus?.onSecret(obj.metadata?.namespace ?? "", obj.metadata?.name ?? "");
+    },
     onResync: (kind) => controller?.onResync(kind),
   });
   controller = new Controller({
@@ -102,22 +138,36 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
         },
       })
     : undefined;
+  const apps = new AppResolver({
+    operatorNamespace: config.operatorNamespace,
+    parseKey: parsePrivateKey,
+    fingerprint: keyFingerprint,
+    installationOwner: (app, id) => gateway.installationOwner(app, id),
+    source: {
+      app: (kind, ns, name) => cache.app(kind, ns, name),
+      keySecret: (ns, name) => cache.keySecret(ns, name),
+      namespaceLabels: (ns) => cache.namespaceLabels(ns),
+    },
+    signers,
+    namespacedAmbientSigners: config.namespacedAmbientSigners,
+  });
+  appStatus = new AppStatusChecker({
+    clock,
+    log,
+    app: (kind, ns, name) => cache.app(kind, ns, name),
+    resolve: (kind, ns, name) => apps.resolveApp(kind, ns, name),
+    getApp: (app) => gateway.getApp(app),
+    write: (kind, ns, name, status) => kube.applyAppStatus(kind, ns, name, { ...status }),
+    canAct: () => (elector ? elector.leading : true),
+    intervalMs: config.appCheckIntervalMs,
+    observe: (kind, result) => metrics.appChecks.inc({ kind, result }),
+  });
   const reconciler = new Reconciler({
     clock,
     log,
     kube,
     source: tokenSource(cache),
-    apps: new AppResolver({
-      operatorNamespace: config.operatorNamespace,
-      parseKey: parsePrivateKey,
-      fingerprint: keyFingerprint,
-      installationOwner: (app, id) => gateway.installationOwner(app, id),
-      source: {
-        app: (kind, ns, name) => cache.app(kind, ns, name),
-        keySecret: (ns, name) => cache.keySecret(ns, name),
-        namespaceLabels: (ns) => cache.namespaceLabels(ns),
-      },
-    }),
+    apps,
     github: gateway,
     random: Math.random,
     options: {
@@ -172,6 +222,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
         }
         ledBefore = true;
         queue.resume();
+        appStatus?.resume();
       },
       onStoppedLeading: () => {
         metrics.leader.set(0);
@@ -223,7 +274,9 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
       await queue.shutdown(config.shutdownTimeoutMs);
       reconciler.stop();
       rollouts?.stop();
+      appStatus?.stop();
       await elector?.stop();
+      await signers.close();
       await cache.stop();
       await Promise.all(
         [health, metricsServer].map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),

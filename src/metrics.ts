@@ -74,6 +74,26 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly signerRequests = new Counter({
+    name: "ghat_signer_requests_total",
+    help: "Signatures asked of keyless signers (Vault, KMS, HSM) by backend and result (ok or the error reason).",
+    labelNames: ["backend", "result"],
+    registers: [this.registry],
+  });
+  readonly signerDuration = new Histogram({
+    name: "ghat_signer_request_duration_seconds",
+    help: "Latency of keyless signatures by backend.",
+    labelNames: ["backend"],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly appChecks = new Counter({
+    name: "ghat_app_checks_total",
+    help: "Checks of GitHubApps and ClusterGitHubApps (key or signer, and GET /app) by kind and result (Verified or the error reason).",
+    labelNames: ["kind", "result"],
+    registers: [this.registry],
+  });
+
   readonly mintsThrottled = new Counter({
     name: "ghat_mints_throttled_total",
     help: "Mints held back by ghat's own limits, by limit (token-interval, app, installation).",

@@ -14,6 +14,14 @@ export function customResourceDefinitions(): JsonSchema[] {
     { name: "Ready", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
     { name: "Reason", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
   ];
+  const appColumns = [
+    ...readyColumns,
+    { name: "App", type: "integer", jsonPath: ".status.appId" },
+    { name: "Slug", type: "string", jsonPath: ".status.slug" },
+    { name: "Signer", type: "string", jsonPath: ".status.signer", priority: 1 },
+    { name: "Client", type: "string", jsonPath: ".spec.clientId", priority: 1 },
+    { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+  ];
   return [
     crd({
       kind: "GitHubAppToken",
@@ -26,6 +34,7 @@ export function customResourceDefinitions(): JsonSchema[] {
       columns: [
         ...readyColumns,
         // Strings, not dates: kubectl renders a date column as an age, and these are in the future.
+        { name: "Secrets", type: "string", jsonPath: ".status.secrets" },
         { name: "Expires", type: "string", jsonPath: ".status.expiresAt" },
         { name: "Refresh", type: "string", jsonPath: ".status.refreshAt" },
         { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
@@ -39,11 +48,7 @@ export function customResourceDefinitions(): JsonSchema[] {
       spec: githubAppSpec,
       status: appStatus,
       description: "A GitHub App whose private key lives in a Secret of the same namespace.",
-      columns: [
-        { name: "App", type: "string", jsonPath: ".spec.appId" },
-        { name: "Client", type: "string", jsonPath: ".spec.clientId", priority: 1 },
-        { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
-      ],
+      columns: appColumns,
     }),
     crd({
       kind: "ClusterGitHubApp",
@@ -54,11 +59,7 @@ export function customResourceDefinitions(): JsonSchema[] {
       status: appStatus,
       description:
         "A GitHub App shared across namespaces under a policy; its key stays in the operator's namespace.",
-      columns: [
-        { name: "App", type: "string", jsonPath: ".spec.appId" },
-        { name: "Client", type: "string", jsonPath: ".spec.clientId", priority: 1 },
-        { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
-      ],
+      columns: appColumns,
     }),
   ];
 }
@@ -102,6 +103,9 @@ function crd(input: CrdInput): JsonSchema {
         plural: input.plural,
         singular: input.kind.toLowerCase(),
         shortNames: input.shortNames,
+        // `kubectl get ghat-all` lists all three kinds ("ghat" is GitHubAppToken's short name,
+        // and a category of the same name would hide it).
+        categories: ["ghat-all"],
       },
       versions: [
         {

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { condition, dnsSubdomain, objectMeta, webUrl } from "./meta.ts";
 import { permissions } from "./permissions.ts";
+import { signer } from "./signer.ts";
 
 /** Fields shared by GitHubApp and ClusterGitHubApp: who the App is and how to reach GitHub. */
 export const appIdentityFields = {
@@ -32,7 +33,9 @@ export const appIdentityFields = {
           "Key in the Secret's data. PEM (PKCS#1 or PKCS#8), base64 PEM and escaped newlines are accepted.",
         ),
     })
-    .describe("The Secret holding the App's private key."),
+    .optional()
+    .describe("The Secret holding the App's private key. Set this or signer."),
+  signer: signer.optional(),
   baseUrl: webUrl("http(s)")
     .default("https://api.github.com")
     .describe(
@@ -53,12 +56,49 @@ export const appIdentityFields = {
     .describe("HTTP(S) proxy for requests to GitHub, e.g. http://proxy.corp:3128."),
 };
 
-const identityRules = [{ rule: "has(self.appId) || has(self.clientId)", message: "set appId or clientId" }];
+const identityRules = [
+  { rule: "has(self.appId) || has(self.clientId)", message: "set appId or clientId" },
+  {
+    rule: "has(self.privateKeySecretRef) != has(self.signer)",
+    message:
+      "set exactly one key source: privateKeySecretRef (a key in a Secret) or signer (Vault, KMS, HSM)",
+  },
+];
+
+/**
+ * The one Secret an App reads: its private key, a Vault token or an HSM PIN. Watched by name
+ * (src/kube/cache.ts), so a change to it re-resolves the App's tokens.
+ */
+export function appSecretName(spec: unknown): string | undefined {
+  const s = (spec ?? {}) as {
+    privateKeySecretRef?: { name?: unknown };
+    signer?: {
+      vaultTransit?: { auth?: { tokenSecretRef?: { name?: unknown } } };
+      pkcs11?: { pinSecretRef?: { name?: unknown } };
+    };
+  };
+  const name =
+    s.privateKeySecretRef?.name ??
+    s.signer?.vaultTransit?.auth?.tokenSecretRef?.name ??
+    s.signer?.pkcs11?.pinSecretRef?.name;
+  return typeof name === "string" ? name : undefined;
+}
+
+/** What the CEL rules say, for objects read back from the cache (and older API servers). */
+function oneKeySource(spec: { privateKeySecretRef?: unknown; signer?: unknown }, ctx: z.RefinementCtx): void {
+  if ((spec.privateKeySecretRef === undefined) === (spec.signer === undefined)) {
+    ctx.addIssue({
+      code: "custom",
+      message: "set exactly one key source: privateKeySecretRef (a key in a Secret) or signer (Vault, KMS, HSM)",
+    });
+  }
+}
 
 export const githubAppSpec = z
   .object(appIdentityFields)
-  .describe("A GitHub App whose private key lives in a Secret of this namespace.")
-  .meta({ "x-kubernetes-validations": identityRules });
+  .describe("A GitHub App whose private key lives in a Secret of this namespace, or in a KMS or HSM.")
+  .meta({ "x-kubernetes-validations": identityRules })
+  .superRefine(oneKeySource);
 
 export const appStatus = z
   .object({
@@ -66,8 +106,15 @@ export const appStatus = z
     conditions: z
       .array(condition)
       .optional()
-      .describe("Ready: the key parses and GitHub accepts the App's JWT."),
+      .describe(
+        "Ready: the key parses (or the signer signs) and GitHub accepts the App's JWT (GET /app, at most every few minutes).",
+      ),
+    appId: z.number().int().optional().describe("The App's numeric id, as GitHub reports it.").meta({ format: "int64" }),
     slug: z.string().optional().describe("The App's slug, as GitHub reports it."),
+    signer: z
+      .string()
+      .optional()
+      .describe("Where the key lives: privateKey (a Secret) or the keyless backend (vaultTransit, awsKms, …)."),
     keyFingerprint: z
       .string()
       .optional()
@@ -148,14 +195,15 @@ export const clusterGitHubAppSpec = z
   .object({
     ...appIdentityFields,
     privateKeySecretRef: appIdentityFields.privateKeySecretRef.describe(
-      "The Secret holding the App's private key, in the operator's namespace.",
+      "The Secret holding the App's private key, in the operator's namespace. Set this or signer.",
     ),
     policy: clusterAppPolicy.default({}),
   })
   .describe(
-    "A GitHub App shared across namespaces under a policy; its key stays in the operator's namespace.",
+    "A GitHub App shared across namespaces under a policy; its key stays in the operator's namespace (or in a KMS or HSM).",
   )
-  .meta({ "x-kubernetes-validations": identityRules });
+  .meta({ "x-kubernetes-validations": identityRules })
+  .superRefine(oneKeySource);
 
 export const githubApp = z.object({
   apiVersion: z.string(),

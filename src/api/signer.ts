@@ -73,9 +73,7 @@ export const vaultTransitSigner = z
               .describe("Path of the Kubernetes auth method (default kubernetes)."),
           })
           .optional()
-          .describe(
-            "Log in with the operator's projected ServiceAccount token (Vault's Kubernetes auth).",
-          ),
+          .describe("Log in with the operator's projected ServiceAccount token (Vault's Kubernetes auth)."),
         tokenSecretRef: secretKeyRef("Vault token", "token").optional(),
       })
       .describe("How ghat logs in to Vault: exactly one of kubernetes or tokenSecretRef.")
@@ -130,7 +128,9 @@ export const gcpKmsSigner = z
       .optional()
       .describe("Cloud KMS API endpoint override (Private Service Connect, tests)."),
   })
-  .describe("Sign with Google Cloud KMS; credentials from Workload Identity / application default credentials.");
+  .describe(
+    "Sign with Google Cloud KMS; credentials from Workload Identity / application default credentials.",
+  );
 export type GcpKmsSigner = z.infer<typeof gcpKmsSigner>;
 
 export const azureKeyVaultSigner = z
@@ -158,8 +158,10 @@ export const pkcs11Signer = z
       .string()
       .min(1)
       .max(1024)
-      .regex(/^\/[^\x00-\x1f\x7f]*\.so(\.[0-9]+)*$/, "an absolute path to a PKCS#11 module (.so)")
-      .describe("Absolute path of the PKCS#11 module in the operator's image, e.g. /usr/lib/softhsm/libsofthsm2.so."),
+      .regex(/^\/[-_./A-Za-z0-9+]*\.so(\.[0-9]+)*$/, "an absolute path to a PKCS#11 module (.so)")
+      .describe(
+        "Absolute path of the PKCS#11 module in the operator's image, e.g. /usr/lib/softhsm/libsofthsm2.so.",
+      ),
     tokenLabel: z.string().min(1).max(32).optional().describe("Label of the token holding the key."),
     slot: z.number().int().min(0).optional().describe("Slot id of the token, instead of tokenLabel."),
     keyLabel: z.string().min(1).max(256).optional().describe("CKA_LABEL of the private key."),
@@ -172,7 +174,9 @@ export const pkcs11Signer = z
       .describe("CKA_ID of the private key, in hex, instead of (or with) keyLabel."),
     pinSecretRef: secretKeyRef("token user PIN", "pin"),
   })
-  .describe("Sign with a key in an HSM through PKCS#11 (CKM_SHA256_RSA_PKCS); the key never leaves the token.")
+  .describe(
+    "Sign with a key in an HSM through PKCS#11 (CKM_SHA256_RSA_PKCS); the key never leaves the token.",
+  )
   .meta({
     "x-kubernetes-validations": [
       {

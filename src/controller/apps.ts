@@ -2,9 +2,13 @@ import type { KeyObject } from "node:crypto";
 import { z } from "zod";
 import { type AppSpec, type ClusterAppPolicy, clusterGitHubApp, githubApp } from "../api/githubapp.ts";
 import type { GitHubAppToken } from "../api/githubapptoken.ts";
+import { signerKind } from "../api/signer.ts";
 import type { ErrorCode } from "../core/errors.ts";
 import { GhatError } from "../core/errors.ts";
 import { evaluatePolicy, type PolicyRequest } from "../core/policy.ts";
+import type { SignerRegistry } from "../signer/registry.ts";
+import { usesOperatorIdentity } from "../signer/registry.ts";
+import type { AppSigner } from "../signer/types.ts";
 
 /** Reads what the informers cached; no API calls. */
 export interface AppSource {
@@ -22,7 +26,8 @@ export interface ResolvedApp {
   namespace: string | undefined;
   spec: AppSpec;
   issuer: string;
-  key: KeyObject;
+  /** The parsed private key, or the keyless signer that holds it. */
+  key: KeyObject | AppSigner;
   /** A fingerprint of the key (its public half): a rotated key is a new input. */
   keyId: string;
   /** Identifies the App for caches: kind/namespace/name plus issuer and URL. */
@@ -59,6 +64,13 @@ export interface AppResolverDeps {
   parseKey: (pem: string) => KeyObject;
   /** A stable id of a key (src/github/privatekey.ts keyFingerprint). */
   fingerprint: (key: KeyObject) => string;
+  /** Keyless signers (Vault, KMS, HSM); without it an App with `signer` is refused. */
+  signers?: SignerRegistry;
+  /**
+   * Whether a namespaced GitHubApp may use a signer that signs with the operator's own
+   * identity (cloud KMS, HSM, Vault Kubernetes auth). Off: only a ClusterGitHubApp may.
+   */
+  namespacedAmbientSigners?: boolean;
 }
 
 /**
@@ -104,7 +116,79 @@ export class AppResolver {
       spec = parsed.data.spec;
       keyNamespace = this.#deps.operatorNamespace;
     }
-    const ref = spec.privateKeySecretRef;
+    const loaded = await this.#load(kind, name, ns, keyNamespace, spec, policy);
+    if (!loaded.ok) return loaded;
+    const app = loaded.app;
+    if (policy) {
+      const inst = token.spec.installation;
+      const owner =
+        inst.owner ??
+        inst.repository?.split("/")[0] ??
+        (inst.id === undefined ? undefined : await this.#deps.installationOwner(app, inst.id));
+      const decision = evaluatePolicy(name, policy, policyRequest(token, ns, this.#deps.source, owner));
+      if (!decision.allowed)
+        return { ok: false, code: "NotPermitted", message: decision.message, endpoint: endpointOf(spec) };
+    }
+    return { ok: true, app };
+  }
+
+  /**
+   * An App on its own, for its status: exists, parses, and its key or signer is usable. No
+   * token, so no policy: that is decided per token in `resolve`.
+   */
+  async resolveApp(kind: "GitHubApp" | "ClusterGitHubApp", namespace: string, name: string): Promise<AppResolution> {
+    const raw = this.#deps.source.app(kind, kind === "GitHubApp" ? namespace : "", name);
+    if (raw === undefined) return { ok: false, code: "AppNotFound", message: `${kind} "${name}" does not exist` };
+    const parsed = kind === "GitHubApp" ? githubApp.safeParse(raw) : clusterGitHubApp.safeParse(raw);
+    if (!parsed.success) return invalidApp(kind, name, parsed.error);
+    const keyNamespace = kind === "GitHubApp" ? namespace : this.#deps.operatorNamespace;
+    const policy = parsed.data.kind === "ClusterGitHubApp" ? parsed.data.spec.policy : undefined;
+    return this.#load(kind, name, namespace, keyNamespace, parsed.data.spec, policy);
+  }
+
+  async #load(
+    kind: "GitHubApp" | "ClusterGitHubApp",
+    name: string,
+    ns: string,
+    keyNamespace: string,
+    spec: AppSpec,
+    policy: ClusterAppPolicy | undefined,
+  ): Promise<AppResolution> {
+    const endpoint: Endpoint = { baseUrl: spec.baseUrl, caBundle: spec.caBundle, proxy: spec.proxy };
+    const key = spec.signer
+      ? await this.#signer(kind, name, ns, keyNamespace, spec.signer, endpoint)
+      : await this.#secretKey(kind, name, keyNamespace, spec.privateKeySecretRef, endpoint);
+    if ("ok" in key) return key;
+    const issuer = spec.appId !== undefined ? String(spec.appId) : (spec.clientId ?? "");
+    const namespace = kind === "GitHubApp" ? ns : undefined;
+    const app: ResolvedApp = {
+      kind,
+      name,
+      namespace,
+      spec,
+      issuer,
+      key: key.key,
+      keyId: key.id,
+      cacheKey: `${kind}/${namespace ?? ""}/${name}/${issuer}@${spec.baseUrl}`,
+      policy,
+    };
+    return { ok: true, app };
+  }
+
+  async #secretKey(
+    kind: string,
+    name: string,
+    keyNamespace: string,
+    ref: AppSpec["privateKeySecretRef"],
+    endpoint: Endpoint,
+  ): Promise<{ key: KeyObject; id: string } | (AppResolution & { ok: false })> {
+    if (ref === undefined) {
+      return {
+        ok: false,
+        code: "InvalidSpec",
+        message: `${kind} "${name}" sets neither privateKeySecretRef nor signer`,
+      };
+    }
     // A name the API server would refuse can only make its field-selected watch fail (400).
     if (!isObjectName(ref.name)) {
       return {
@@ -123,7 +207,6 @@ export class AppResolver {
       throw err;
     }
     // Failures from here on still say where the App's GitHub is: revoking needs no key.
-    const endpoint: Endpoint = { baseUrl: spec.baseUrl, caBundle: spec.caBundle, proxy: spec.proxy };
     if (data === undefined) {
       return {
         ok: false,
@@ -150,29 +233,48 @@ export class AppResolver {
         endpoint,
       };
     }
-    const issuer = spec.appId !== undefined ? String(spec.appId) : (spec.clientId ?? "");
-    const namespace = kind === "GitHubApp" ? ns : undefined;
-    const app: ResolvedApp = {
-      kind,
-      name,
-      namespace,
-      spec,
-      issuer,
-      key: parsedKey.key,
-      keyId: parsedKey.id,
-      cacheKey: `${kind}/${namespace ?? ""}/${name}/${issuer}@${spec.baseUrl}`,
-      policy,
-    };
-    if (policy) {
-      const inst = token.spec.installation;
-      const owner =
-        inst.owner ??
-        inst.repository?.split("/")[0] ??
-        (inst.id === undefined ? undefined : await this.#deps.installationOwner(app, inst.id));
-      const decision = evaluatePolicy(name, policy, policyRequest(token, ns, this.#deps.source, owner));
-      if (!decision.allowed) return { ok: false, code: "NotPermitted", message: decision.message, endpoint };
+    return parsedKey;
+  }
+
+  /**
+   * A keyless signer. One that signs with the operator's own identity (cloud KMS, HSM, Vault
+   * Kubernetes auth) is for ClusterGitHubApps, whose policy says who may use it: in a
+   * namespaced GitHubApp it would let any tenant sign with the platform's key.
+   */
+  async #signer(
+    kind: "GitHubApp" | "ClusterGitHubApp",
+    name: string,
+    namespace: string,
+    keyNamespace: string,
+    spec: NonNullable<AppSpec["signer"]>,
+    endpoint: Endpoint,
+  ): Promise<{ key: AppSigner; id: string } | (AppResolution & { ok: false })> {
+    const backend = signerKind(spec) ?? "signer";
+    if (kind === "GitHubApp" && usesOperatorIdentity(spec) && !this.#deps.namespacedAmbientSigners) {
+      return {
+        ok: false,
+        code: "NotPermitted",
+        message: `GitHubApp "${name}": signer ${backend} signs with the operator's own identity, so only a ClusterGitHubApp (whose policy says who may use it) may use it; a GitHubApp may use vaultTransit with auth.tokenSecretRef, or the platform team can allow this with --namespaced-ambient-signers`,
+        endpoint,
+      };
     }
-    return { ok: true, app };
+    const signers = this.#deps.signers;
+    if (!signers) {
+      return {
+        ok: false,
+        code: "InvalidSpec",
+        message: `${kind} "${name}": keyless signing is not enabled in this operator`,
+        endpoint,
+      };
+    }
+    try {
+      const signer = await signers.get(`${kind}/${namespace}/${name}`, spec, keyNamespace);
+      return { key: signer, id: signer.id };
+    } catch (err) {
+      if (err instanceof GhatError && !err.retryable)
+        return { ok: false, code: err.code, message: `${kind} "${name}": ${err.message}`, endpoint };
+      throw err;
+    }
   }
 
   #key(encoded: string): { key: KeyObject; id: string } | GhatError {

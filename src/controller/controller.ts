@@ -1,4 +1,5 @@
 import type { KubernetesObject } from "@kubernetes/client-node";
+import { appSecretName } from "../api/githubapp.ts";
 import type { Clock } from "../clock.ts";
 import { labels } from "../core/outputs.ts";
 import type { ClusterCache, Kind } from "../kube/cache.ts";
@@ -14,7 +15,7 @@ interface TokenLike {
 }
 interface AppLike {
   metadata?: { name?: string; namespace?: string };
-  spec?: { privateKeySecretRef?: { name?: string } };
+  spec?: unknown;
 }
 
 export interface ControllerDeps {
@@ -159,7 +160,7 @@ export class Controller {
       .map((t) => `${t.metadata?.namespace ?? ""}/${t.metadata?.name ?? ""}`);
   }
 
-  /** Apps (as kind/namespace/name) whose private key is the Secret namespace/name. */
+  /** Apps (as kind/namespace/name) whose key, Vault token or HSM PIN is the Secret namespace/name. */
   #appsUsingKey(namespace: string, name: string): Set<string> {
     const out = new Set<string>();
     const cache = this.#d.cache;
@@ -168,7 +169,7 @@ export class Controller {
       const appNs = kind === "GitHubApp" ? (t.metadata?.namespace ?? "") : "";
       const keyNs = kind === "GitHubApp" ? appNs : this.#d.operatorNamespace;
       const app = cache.app(kind, appNs, t.spec?.appRef?.name ?? "") as AppLike | undefined;
-      if (keyNs === namespace && app?.spec?.privateKeySecretRef?.name === name) {
+      if (keyNs === namespace && app !== undefined && appSecretName(app.spec) === name) {
         out.add(`${kind}/${appNs}/${app.metadata?.name ?? ""}`);
       }
     }

@@ -6,6 +6,8 @@ export const reasons = [
   ...errorCodes,
   /** Ready=True: the Secrets hold a live token of the requested scope. */
   "Issued",
+  /** A GitHubApp's Ready=True: the key or signer works and GitHub accepts the App's JWT. */
+  "Verified",
   /** Ready=Unknown: nothing has been minted yet. */
   "Pending",
   /** Ready=False: the resource is being deleted; the token is being revoked. */

@@ -6,7 +6,7 @@ import { GhatError } from "../core/errors.ts";
 import type { Logger } from "../log.ts";
 import { createGitHubClient, type GitHubClient, type GitHubClientOptions } from "./client.ts";
 import { createInstallationResolver, type InstallationResolver } from "./installations.ts";
-import type { AppCredentials, InstallationRef } from "./types.ts";
+import type { AppCredentials, GitHubAppInfo, InstallationRef } from "./types.ts";
 
 export interface GatewayOptions {
   clock: Clock;
@@ -22,6 +22,8 @@ export interface GatewayOptions {
 
 export interface Gateway extends GitHubGateway {
   installationOwner(app: ResolvedApp, installationId: number): Promise<string>;
+  /** `GET /app`: GitHub accepts the App's JWT; the App's id, slug and name. */
+  getApp(app: ResolvedApp): Promise<GitHubAppInfo>;
 }
 
 /**
@@ -93,6 +95,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     async revoke(app, tokenValue, installationId) {
       await endpointFor("spec" in app ? app.spec : app).client.revokeToken(tokenValue, installationId);
+    },
+    async getApp(app) {
+      return endpointFor(app.spec).client.getApp(credentials(app));
     },
     async installationOwner(app, installationId) {
       const { resolver } = endpointFor(app.spec);

@@ -1,4 +1,5 @@
 import { CoreV1Api, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import { appSecretName } from "../api/githubapp.ts";
 import { group, version } from "../api/meta.ts";
 import type { Clock } from "../clock.ts";
 import { GhatError } from "../core/errors.ts";
@@ -118,6 +119,14 @@ export class ClusterCache {
     return kind === "GitHubApp" ? find(this.#apps, name, namespace) : this.#clusterApps.get(name);
   }
 
+  /** Every cached GitHubApp and ClusterGitHubApp. */
+  apps(): { kind: "GitHubApp" | "ClusterGitHubApp"; obj: Obj }[] {
+    return [
+      ...this.#apps.flatMap((i) => [...i.list()].map((obj) => ({ kind: "GitHubApp" as const, obj }))),
+      ...[...this.#clusterApps.list()].map((obj) => ({ kind: "ClusterGitHubApp" as const, obj })),
+    ];
+  }
+
   /** A managed Secret's metadata (labels, annotations, owner references, resourceVersion; no data). */
   managedSecretMetadata(namespace: string, name: string): Obj | undefined {
     return find(this.#secrets, name, namespace);
@@ -233,8 +242,7 @@ export class ClusterCache {
   #trackApp(kind: "GitHubApp" | "ClusterGitHubApp", obj: Obj, event: "add" | "update" | "delete"): void {
     const ns = obj.metadata?.namespace ?? "";
     const app = `${kind}/${ns}/${obj.metadata?.name ?? ""}`;
-    const keyName = (obj as { spec?: { privateKeySecretRef?: { name?: unknown } } }).spec?.privateKeySecretRef
-      ?.name;
+    const keyName = appSecretName((obj as { spec?: unknown }).spec);
     const keyNs = kind === "GitHubApp" ? ns : (this.#o.operatorNamespace ?? "*");
     const next = event !== "delete" && typeof keyName === "string" ? `${keyNs}/${keyName}` : undefined;
     const before = this.#appKeys.get(app);

@@ -141,6 +141,29 @@ export class KubeClient implements KubeWriter {
     );
   }
 
+  /** Server-side apply of a GitHubApp's (namespace set) or ClusterGitHubApp's status. */
+  async applyAppStatus(
+    kind: "GitHubApp" | "ClusterGitHubApp",
+    namespace: string,
+    name: string,
+    status: Record<string, unknown>,
+  ) {
+    const metadata = kind === "GitHubApp" ? { name, namespace } : { name };
+    const body = { apiVersion, kind, metadata, status };
+    const what = kind === "GitHubApp" ? `${kind} ${namespace}/${name}` : `${kind} ${name}`;
+    await call(`apply status of ${what}`, () =>
+      kind === "GitHubApp"
+        ? this.#custom.patchNamespacedCustomObjectStatus(
+            { group, version, namespace, plural: "githubapps", name, body, fieldManager, force: true },
+            setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
+          )
+        : this.#custom.patchClusterCustomObjectStatus(
+            { group, version, plural: "clustergithubapps", name, body, fieldManager, force: true },
+            setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
+          ),
+    );
+  }
+
   async setFinalizer(namespace: string, name: string, present: boolean, current?: string[]) {
     await this.#finalizer("GitHubAppToken", "githubapptokens", finalizer, namespace, name, present, current);
   }

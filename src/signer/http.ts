@@ -67,13 +67,22 @@ export function createSignerHttp(options: SignerHttpOptions) {
       try {
         text = await readCapped(res, maxSignerResponseBytes);
       } catch (err) {
-        throw new GhatError("SignerUnavailable", `${options.what}: reading the answer failed: ${transportReason(err)}`);
+        throw new GhatError(
+          "SignerUnavailable",
+          `${options.what}: reading the answer failed: ${transportReason(err)}`,
+        );
       }
       if (text === undefined) {
-        throw new GhatError("SignerUnavailable", `${options.what} answered more than ${maxSignerResponseBytes} bytes`);
+        throw new GhatError(
+          "SignerUnavailable",
+          `${options.what} answered more than ${maxSignerResponseBytes} bytes`,
+        );
       }
       if (res.status >= 300 && res.status < 400) {
-        throw new GhatError("SignerUnavailable", `${options.what} answered a redirect (${res.status}), which ghat does not follow`);
+        throw new GhatError(
+          "SignerUnavailable",
+          `${options.what} answered a redirect (${res.status}), which ghat does not follow`,
+        );
       }
       let json: unknown;
       try {
@@ -109,7 +118,11 @@ export function detail(json: unknown): string {
   const j = json as Record<string, unknown>;
   let text: string | undefined;
   if (Array.isArray(j.errors)) text = j.errors.filter((e) => typeof e === "string").join("; ");
-  else if (j.error && typeof j.error === "object" && typeof (j.error as Record<string, unknown>).message === "string")
+  else if (
+    j.error &&
+    typeof j.error === "object" &&
+    typeof (j.error as Record<string, unknown>).message === "string"
+  )
     text = (j.error as Record<string, string>).message;
   else if (typeof j.error === "string") text = j.error;
   else if (typeof j.message === "string") text = j.message;

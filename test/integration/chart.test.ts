@@ -401,7 +401,7 @@ describe("the Helm chart", () => {
     expect(clusterRoles).toHaveLength(3);
     for (const cr of clusterRoles)
       for (const rule of rulesOf(cr)) expect(rule.resources ?? [], cr.metadata.name).not.toContain("secrets");
-    // Only non-sensitive cluster-scoped reads.
+    // Only non-sensitive cluster-scoped reads, and the ClusterGitHubApp status it reports.
     expect(rulesOf(named(docs, "ClusterRole", "ghat"))).toEqual([
       {
         apiGroups: ["ghat.dev"],
@@ -409,6 +409,7 @@ describe("the Helm chart", () => {
         verbs: ["get", "list", "watch"],
       },
       { apiGroups: [""], resources: ["namespaces"], verbs: ["get", "list", "watch"] },
+      { apiGroups: ["ghat.dev"], resources: ["clustergithubapps/status"], verbs: ["get", "patch", "update"] },
     ]);
     for (const w of watched) {
       const role = named(docs, "Role", "ghat", w);

@@ -13,6 +13,10 @@ each watched namespace otherwise (scoped mode). Each names the call that needs i
 - apiGroups: [ghat.dev]
   resources: [githubapptokens/status]
   verbs: [patch]
+# GitHubApp status (the App status writer: get, then patch or update on /status).
+- apiGroups: [ghat.dev]
+  resources: [githubapps/status]
+  verbs: [get, patch, update]
 # Owner references with blockOwnerDeletion on the Secrets ghat writes
 # (needed where the OwnerReferencesPermissionEnforcement admission plugin is on).
 - apiGroups: [ghat.dev]
