@@ -2,7 +2,7 @@
  * The four benchmark scenarios of issue #7 (burst, steady state, restart, sharing) plus the
  * idle single-token latency. Each returns figures; nothing here asserts.
  */
-import { group } from "../src/api/meta.ts";
+import { group, version } from "../src/api/meta.ts";
 import {
   apiserverRequests,
   createTokens,
@@ -129,6 +129,20 @@ export async function restart(
   flags: string[],
   entry?: string,
 ): Promise<{ result: RestartResult; op: Operator }> {
+  // Every App's status says Verified first: the new operator trusts that until its check
+  // interval, so the restart itself asks GitHub nothing.
+  await until(
+    async () => {
+      const list = (await k.custom.listClusterCustomObject({ group, version, plural: "githubapps" })) as {
+        items: { status?: { conditions?: { type: string; reason: string }[] } }[];
+      };
+      return list.items.every((a) =>
+        a.status?.conditions?.some((c) => c.type === "Ready" && c.reason === "Verified"),
+      );
+    },
+    60_000,
+    200,
+  );
   await op.stop();
   const calls = () => sims.reduce((sum, gh) => sum + gh.sim.counts().total, 0);
   const before = calls();

@@ -101,7 +101,7 @@ const schema = z.object({
   appCheckInterval: durationString
     .default("5m")
     .describe("How often GitHub is asked again whether it accepts each App's JWT (GET /app) for App status"),
-  pkcs11Modules: z
+  pkcs11Module: z
     .string()
     .default("")
     .transform((s) =>
@@ -110,7 +110,9 @@ const schema = z.object({
         .map((n) => n.trim())
         .filter(Boolean),
     )
-    .describe("Comma-separated PKCS#11 modules (absolute .so paths) a pkcs11 signer may load; none when empty"),
+    .describe(
+      "Comma-separated PKCS#11 modules (absolute .so paths) a pkcs11 signer may load; none when empty",
+    ),
   namespacedAmbientSigners: z
     .enum(["true", "false"])
     .default("false")
@@ -121,7 +123,9 @@ const schema = z.object({
   serviceAccountTokenFile: z
     .string()
     .default("/var/run/secrets/kubernetes.io/serviceaccount/token")
-    .describe("ServiceAccount token file sent to Vault's Kubernetes auth (a projected token with its own audience is best)"),
+    .describe(
+      "ServiceAccount token file sent to Vault's Kubernetes auth (a projected token with its own audience is best)",
+    ),
   leaderElect: z
     .enum(["true", "false"])
     .default("false")

@@ -1,12 +1,11 @@
+import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
 import { CoordinationV1Api, KubeConfig } from "@kubernetes/client-node";
 import { type Clock, systemClock } from "./clock.ts";
 import { type Config, ConfigError, kubeAccessProblem, parseConfig, startupSummary, usage } from "./config.ts";
-import { readFile } from "node:fs/promises";
 import { AppResolver } from "./controller/apps.ts";
 import { AppStatusChecker } from "./controller/appstatus.ts";
-import { SignerRegistry } from "./signer/registry.ts";
 import { Controller } from "./controller/controller.ts";
 import { Reconciler } from "./controller/reconcile.ts";
 import { Rollouts } from "./controller/rollout.ts";
@@ -21,12 +20,15 @@ import { LeaderElector } from "./kube/lease.ts";
 import { KubeWorkloads } from "./kube/workloads.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics, startMetricsServer } from "./metrics.ts";
+import { SignerRegistry } from "./signer/registry.ts";
 import { revision, version, versionLine } from "./version.ts";
 
 export interface Operator {
   healthPort: number;
   metricsPort: number;
   controller: Controller;
+  /** GitHubApp and ClusterGitHubApp status. */
+  appStatus: AppStatusChecker;
   cache: ClusterCache;
   metrics: Metrics;
   /** True while this replica reconciles (always, without leader election). */
@@ -59,7 +61,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
   const signers: SignerRegistry = new SignerRegistry({
     clock,
     timeoutMs: config.githubTimeoutMs,
-    pkcs11Modules: config.pkcs11Modules,
+    pkcs11Modules: config.pkcs11Module,
     serviceAccountToken: async () => {
       try {
         return (await readFile(config.serviceAccountTokenFile, "utf8")).trim() || undefined;
@@ -93,7 +95,8 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
           const ns = kind === "GitHubApp" ? (obj.metadata?.namespace ?? "") : "";
           signers.forget(`${kind}/${ns}/${obj.metadata?.name ?? ""}`);
         }
-      } else if (kind === "KeySecret") appStatus?.onSecret(obj.metadata?.namespace ?? "", obj.metadata?.name ?? "");
+      } else if (kind === "KeySecret")
+        appStatus?.onSecret(obj.metadata?.namespace ?? "", obj.metadata?.name ?? "");
     },
     onResync: (kind) => controller?.onResync(kind),
   });
@@ -265,6 +268,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     healthPort: (health.address() as AddressInfo).port,
     metricsPort: (metricsServer.address() as AddressInfo).port,
     controller,
+    appStatus,
     cache,
     metrics,
     leading: () => (elector ? elector.leading : true),

@@ -89,7 +89,8 @@ function oneKeySource(spec: { privateKeySecretRef?: unknown; signer?: unknown },
   if ((spec.privateKeySecretRef === undefined) === (spec.signer === undefined)) {
     ctx.addIssue({
       code: "custom",
-      message: "set exactly one key source: privateKeySecretRef (a key in a Secret) or signer (Vault, KMS, HSM)",
+      message:
+        "set exactly one key source: privateKeySecretRef (a key in a Secret) or signer (Vault, KMS, HSM)",
     });
   }
 }
@@ -109,12 +110,19 @@ export const appStatus = z
       .describe(
         "Ready: the key parses (or the signer signs) and GitHub accepts the App's JWT (GET /app, at most every few minutes).",
       ),
-    appId: z.number().int().optional().describe("The App's numeric id, as GitHub reports it.").meta({ format: "int64" }),
+    appId: z
+      .number()
+      .int()
+      .optional()
+      .describe("The App's numeric id, as GitHub reports it.")
+      .meta({ format: "int64" }),
     slug: z.string().optional().describe("The App's slug, as GitHub reports it."),
     signer: z
       .string()
       .optional()
-      .describe("Where the key lives: privateKey (a Secret) or the keyless backend (vaultTransit, awsKms, …)."),
+      .describe(
+        "Where the key lives: privateKey (a Secret) or the keyless backend (vaultTransit, awsKms, …).",
+      ),
     keyFingerprint: z
       .string()
       .optional()

@@ -136,9 +136,14 @@ export class AppResolver {
    * An App on its own, for its status: exists, parses, and its key or signer is usable. No
    * token, so no policy: that is decided per token in `resolve`.
    */
-  async resolveApp(kind: "GitHubApp" | "ClusterGitHubApp", namespace: string, name: string): Promise<AppResolution> {
+  async resolveApp(
+    kind: "GitHubApp" | "ClusterGitHubApp",
+    namespace: string,
+    name: string,
+  ): Promise<AppResolution> {
     const raw = this.#deps.source.app(kind, kind === "GitHubApp" ? namespace : "", name);
-    if (raw === undefined) return { ok: false, code: "AppNotFound", message: `${kind} "${name}" does not exist` };
+    if (raw === undefined)
+      return { ok: false, code: "AppNotFound", message: `${kind} "${name}" does not exist` };
     const parsed = kind === "GitHubApp" ? githubApp.safeParse(raw) : clusterGitHubApp.safeParse(raw);
     if (!parsed.success) return invalidApp(kind, name, parsed.error);
     const keyNamespace = kind === "GitHubApp" ? namespace : this.#deps.operatorNamespace;

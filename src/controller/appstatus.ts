@@ -88,7 +88,15 @@ export class AppStatusChecker {
       this.#schedule(existing, now + settleMs);
       return;
     }
-    const entry: Entry = { kind, namespace, name, due: now, failures: 0, secret: appSecretName(obj.spec), generation };
+    const entry: Entry = {
+      kind,
+      namespace,
+      name,
+      due: now,
+      failures: 0,
+      secret: appSecretName(obj.spec),
+      generation,
+    };
     const ready = obj.status?.conditions?.find((c) => c.type === "Ready");
     const trusted =
       ready?.status === "True" &&
@@ -129,6 +137,11 @@ export class AppStatusChecker {
     this.#stopped = true;
     this.#cancel?.();
     this.#cancel = undefined;
+  }
+
+  /** When an App is checked next (epoch ms), or undefined when it is not tracked (for tests). */
+  dueAt(kind: AppKind, namespace: string, name: string): number | undefined {
+    return this.#entries.get(`${kind}/${kind === "GitHubApp" ? namespace : ""}/${name}`)?.due;
   }
 
   /** Apps tracked (for tests and metrics). */
@@ -219,7 +232,9 @@ export class AppStatusChecker {
       }
     } catch (err) {
       const e =
-        err instanceof GhatError ? err : new GhatError("InternalError", "checking the App failed unexpectedly");
+        err instanceof GhatError
+          ? err
+          : new GhatError("InternalError", "checking the App failed unexpectedly");
       if (!(err instanceof GhatError)) log.error({ err, app: keyOf(entry) }, "App check failed unexpectedly");
       check = { generation, error: { code: e.code, message: e.message } };
       retryable = e.retryable || e.code === "InternalError";
@@ -229,12 +244,21 @@ export class AppStatusChecker {
     entry.failures = check.error ? entry.failures + 1 : 0;
     this.#d.observe?.(entry.kind, check.error?.code ?? "Verified");
     const next = appStatus(obj.status, check, new Date(now).toISOString());
-    entry.due = nextAppCheck({ now, intervalMs: this.#d.intervalMs, failures: entry.failures, retryable, retryAt });
+    entry.due = nextAppCheck({
+      now,
+      intervalMs: this.#d.intervalMs,
+      failures: entry.failures,
+      retryable,
+      retryAt,
+    });
     if (sameAppStatus(obj.status, next)) return;
     try {
       await this.#d.write(entry.kind, entry.namespace, entry.name, next);
     } catch (err) {
-      log.warn({ app: keyOf(entry), err: err instanceof Error ? err.message : String(err) }, "writing App status failed");
+      log.warn(
+        { app: keyOf(entry), err: err instanceof Error ? err.message : String(err) },
+        "writing App status failed",
+      );
       entry.due = Math.min(entry.due, now + 30_000);
     }
   }

@@ -63,7 +63,13 @@ function normalise(s: AppStatus): unknown {
     slug: s.slug,
     signer: s.signer,
     keyFingerprint: s.keyFingerprint,
-    conditions: (s.conditions ?? []).map((c) => [c.type, c.status, c.reason, c.message, c.observedGeneration]),
+    conditions: (s.conditions ?? []).map((c) => [
+      c.type,
+      c.status,
+      c.reason,
+      c.message,
+      c.observedGeneration,
+    ]),
   };
 }
 

@@ -178,6 +178,9 @@ describe("GitHubAppToken on a real API server", () => {
     const ns = await setup("restart");
     await apply(ns, tokenYaml("keep", {}));
     await waitReady(ns, "keep");
+    // The App's status is Verified, which the next operator trusts until its check interval.
+    const app = await kubectl(["-n", ns, "wait", "--for=condition=Ready", "githubapp/app", "--timeout=60s"]);
+    expect(app.stdout + app.stderr).toContain("condition met");
     const before = await kube.secret(ns, "keep-token");
     await fx.op.stop();
     fx.github.sim.resetCounts();

@@ -143,7 +143,7 @@ describe("usage", () => {
     const flagLines = text.split("\n").filter((l) => /^ {2}--[a-z]/.test(l) && !/--help|--version/.test(l));
     const noDefault = flagLines.filter((l) => !l.includes("(default")).map((l) => l.trim().split(" ")[0]);
     // --leader-election-namespace says "(default: operator namespace)" in its description.
-    expect(noDefault).toEqual(["--kubeconfig", "--namespaces"]);
+    expect(noDefault).toEqual(["--kubeconfig", "--namespaces", "--pkcs11-module"]);
   });
 });
 

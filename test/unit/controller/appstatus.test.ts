@@ -59,7 +59,10 @@ function setup(options: { intervalMs?: number; perNamespace?: { perMinute: numbe
     ...(options.perNamespace ? { perNamespace: options.perNamespace } : {}),
   });
   const add = (name: string, ns = "team", status?: AppStatus) => {
-    const obj: Obj = { metadata: { name, namespace: ns, generation: 1 }, spec: { privateKeySecretRef: { name: `${name}-key` } } };
+    const obj: Obj = {
+      metadata: { name, namespace: ns, generation: 1 },
+      spec: { privateKeySecretRef: { name: `${name}-key` } },
+    };
     if (status) obj.status = status;
     objects.set(`GitHubApp/${ns}/${name}`, obj);
     checker.onApp("GitHubApp", obj, "add");
@@ -100,7 +103,12 @@ describe("App status", () => {
     expect(t.calls).toEqual(["fp-1"]);
     expect(t.writes).toHaveLength(1);
     const status = t.writes[0]?.status;
-    expect(status).toMatchObject({ observedGeneration: 1, appId: 42, slug: "acme-ci", keyFingerprint: "fp-1" });
+    expect(status).toMatchObject({
+      observedGeneration: 1,
+      appId: 42,
+      slug: "acme-ci",
+      keyFingerprint: "fp-1",
+    });
     expect(status?.conditions?.[0]).toMatchObject({ type: "Ready", status: "True", reason: "Verified" });
   });
 
@@ -153,7 +161,11 @@ describe("App status", () => {
     const t = setup();
     t.add("app");
     await t.advance(1_000);
-    t.setResolution(() => ({ ok: false, code: "InvalidPrivateKey", message: "the private key could not be read" }));
+    t.setResolution(() => ({
+      ok: false,
+      code: "InvalidPrivateKey",
+      message: "the private key could not be read",
+    }));
     t.checker.onSecret("team", "app-key");
     await t.advance(1_000);
     const status = t.writes.at(-1)?.status;
@@ -176,7 +188,10 @@ describe("App status", () => {
     });
     t.add("app");
     await t.advance(1_000);
-    expect(t.writes.at(-1)?.status.conditions?.[0]).toMatchObject({ status: "False", reason: "GitHubUnavailable" });
+    expect(t.writes.at(-1)?.status.conditions?.[0]).toMatchObject({
+      status: "False",
+      reason: "GitHubUnavailable",
+    });
     await t.advance(15_000);
     expect(t.calls).toHaveLength(2);
     await t.advance(29_000);
@@ -242,7 +257,10 @@ describe("App status", () => {
     });
     t.add("app");
     await t.advance(1_000);
-    expect(t.writes.at(-1)?.status.conditions?.[0]).toMatchObject({ status: "False", reason: "InternalError" });
+    expect(t.writes.at(-1)?.status.conditions?.[0]).toMatchObject({
+      status: "False",
+      reason: "InternalError",
+    });
     expect(JSON.stringify(t.writes)).not.toContain("boom");
   });
 });

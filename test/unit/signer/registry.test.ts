@@ -14,7 +14,11 @@ const other = generateKeyPairSync("rsa", { modulusLength: 2048 });
 const small = generateKeyPairSync("rsa", { modulusLength: 1024 });
 
 /** A signer holding a local key, standing in for a KMS; `publicKey` may be another key. */
-function localSigner(id: string, keys = app, published = keys.publicKey): AppSigner & { signed: number; closed: number } {
+function localSigner(
+  id: string,
+  keys = app,
+  published = keys.publicKey,
+): AppSigner & { signed: number; closed: number } {
   const s = {
     id,
     kind: "awsKms" as const,
@@ -62,7 +66,12 @@ describe("signer registry", () => {
     expect(built).toEqual(["k1"]);
     // The check signed one probe.
     expect(observed).toEqual(["awsKms:ok"]);
-    const jwt = await signAppJwt({ key: a, issuer: 42, nowMs: Date.parse("2026-12-01T00:00:00Z"), offsetMs: 0 });
+    const jwt = await signAppJwt({
+      key: a,
+      issuer: 42,
+      nowMs: Date.parse("2026-12-01T00:00:00Z"),
+      offsetMs: 0,
+    });
     const { payload, protectedHeader } = await compactVerify(jwt, app.publicKey);
     expect(protectedHeader).toEqual({ alg: "RS256", typ: "JWT" });
     expect(JSON.parse(new TextDecoder().decode(payload))).toMatchObject({ iss: 42 });
@@ -134,12 +143,22 @@ describe("signer registry", () => {
 
   it("knows which signers use the operator's own identity", () => {
     expect(usesOperatorIdentity(kms("k"))).toBe(true);
-    expect(usesOperatorIdentity({ gcpKms: { keyVersion: "projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1" } })).toBe(true);
-    expect(usesOperatorIdentity({ azureKeyVault: { vaultUrl: "https://v.vault.azure.net", keyName: "k" } })).toBe(true);
+    expect(
+      usesOperatorIdentity({
+        gcpKms: { keyVersion: "projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1" },
+      }),
+    ).toBe(true);
+    expect(
+      usesOperatorIdentity({ azureKeyVault: { vaultUrl: "https://v.vault.azure.net", keyName: "k" } }),
+    ).toBe(true);
     const vault = (auth: object): SignerSpec =>
-      ({ vaultTransit: { address: "https://vault:8200", mount: "transit", keyName: "k", auth } }) as SignerSpec;
+      ({
+        vaultTransit: { address: "https://vault:8200", mount: "transit", keyName: "k", auth },
+      }) as SignerSpec;
     expect(usesOperatorIdentity(vault({ kubernetes: { role: "ghat", mount: "kubernetes" } }))).toBe(true);
-    expect(usesOperatorIdentity(vault({ tokenSecretRef: { name: "vault-token", key: "token" } }))).toBe(false);
+    expect(usesOperatorIdentity(vault({ tokenSecretRef: { name: "vault-token", key: "token" } }))).toBe(
+      false,
+    );
   });
 });
 
@@ -176,13 +195,20 @@ describe("an App with a signer", () => {
   it("a namespaced GitHubApp may not borrow the operator's cloud identity", async () => {
     const { r, built } = resolver({ signer: kms("arn:aws:kms:eu-west-1:1:key/platform") }, "GitHubApp");
     const res = await r.resolveApp("GitHubApp", "team", "acme");
-    expect(res).toMatchObject({ ok: false, code: "NotPermitted", message: expect.stringContaining("ClusterGitHubApp") });
+    expect(res).toMatchObject({
+      ok: false,
+      code: "NotPermitted",
+      message: expect.stringContaining("ClusterGitHubApp"),
+    });
     expect(built).toEqual([]);
   });
 
   it("the platform can allow it with --namespaced-ambient-signers", async () => {
     const { r } = resolver({ signer: kms("k") }, "GitHubApp", true);
-    await expect(r.resolveApp("GitHubApp", "team", "acme")).resolves.toMatchObject({ ok: true, app: { keyId: "signer-1" } });
+    await expect(r.resolveApp("GitHubApp", "team", "acme")).resolves.toMatchObject({
+      ok: true,
+      app: { keyId: "signer-1" },
+    });
   });
 
   it("a namespaced GitHubApp may sign with Vault using its own token", async () => {
