@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Two stages: bundle the operator into one file (dist/ghat.mjs, `npm run bundle`, hack/bundle.ts)
-# with the full toolchain, then ship that file alone on distroless Node 24, as non-root.
+# plus lazily loaded signer chunks (dist/chunks) with the full toolchain, then ship those alone
+# on distroless Node 24, as non-root.
 # No node_modules, no package.json, no shell, no npm in the image. CI cannot run a Docker
 # engine; test/unit/bundle.test.ts bundles into an empty directory and runs the file there.
 
@@ -42,6 +43,10 @@ ENV GHAT_REVISION=${REVISION}
 ENV NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=192"
 WORKDIR /app
 COPY --from=build --chown=0:0 --chmod=0444 /src/dist/ghat.mjs ./dist/ghat.mjs
+# Keyless signers and their SDKs, each loaded only when an App uses that backend. PKCS#11 needs
+# the HSM's module and the pkcs11js addon: build a derived image that adds both (docs/keyless.md).
+# 0555: a directory needs x to be entered (the files are read-only either way).
+COPY --from=build --chown=0:0 --chmod=0555 /src/dist/chunks ./dist/chunks
 # distroless's "nonroot" user; numeric so that runAsNonRoot can verify it.
 USER 65532:65532
 EXPOSE 8080 8081

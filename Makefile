@@ -16,9 +16,10 @@ node_modules: package.json package-lock.json
 install: node_modules ## Install npm packages (npm ci)
 
 .PHONY: k8s
-k8s: ## Build (or reuse) kube-apiserver, etcd, kube-controller-manager and helm into ~/.cache/ghat
+k8s: ## Build (or reuse) kube-apiserver, etcd, kube-controller-manager, helm and the signer test servers into ~/.cache/ghat
 	bash hack/k8s/build.sh
 	bash hack/helm/build.sh
+	bash hack/localkms/build.sh
 
 .PHONY: build
 build: node_modules ## Compile TypeScript to dist/

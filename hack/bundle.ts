@@ -1,7 +1,13 @@
 /**
  * Bundles the operator (src/main.ts) into one minified ES module, dist/ghat.mjs, that runs with
  * nothing else beside it: no node_modules, no package.json. The container image ships only
- * this file (Dockerfile); the npm package keeps the tsc build (dist/main.js, dist/cli.js).
+ * this file and dist/chunks/ (Dockerfile); the npm package keeps the tsc build (dist/main.js,
+ * dist/cli.js).
+ *
+ * - Keyless signers (src/signer/*) and their SDKs (AWS, Google, Azure) are imported
+ *   dynamically: esbuild splits each into a chunk under dist/chunks/ that is loaded only when
+ *   an App uses that backend, so an operator with PEM keys loads none of them. pkcs11js is a
+ *   native addon and stays external: a PKCS#11 image adds it (and the HSM's module) itself.
  *
  * - The version is embedded at bundle time from package.json (src/version.ts reads
  *   ../package.json at run time, which the image does not ship); GHAT_REVISION stays a
@@ -16,7 +22,7 @@
  * Run: node hack/bundle.ts [--outfile dist/ghat.mjs]
  */
 import { readFileSync, statSync } from "node:fs";
-import { relative } from "node:path";
+import { basename, dirname, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build, type Plugin } from "esbuild";
 
@@ -84,15 +90,18 @@ export async function bundle(outfile = `${root}dist/ghat.mjs`): Promise<BundleRe
   const done = new Set<string>();
   const result = await build({
     absWorkingDir: root,
-    entryPoints: [`${root}src/main.ts`],
-    outfile,
+    entryPoints: { [basename(outfile).replace(/\.mjs$/, "")]: `${root}src/main.ts` },
+    outdir: dirname(outfile),
+    outExtension: { ".js": ".mjs" },
+    splitting: true,
+    chunkNames: "chunks/[name]-[hash]",
     bundle: true,
     minify: true,
     format: "esm",
     platform: "node",
     target: "node24",
-    // Nothing is external: the image has no node_modules.
-    external: [],
+    // Nothing else is external: the image has no node_modules.
+    external: ["pkcs11js"],
     banner: {
       js: 'import { createRequire as __ghatCreateRequire } from "node:module"; const require = __ghatCreateRequire(import.meta.url);',
     },

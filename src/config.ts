@@ -98,6 +98,9 @@ const schema = z.object({
     .default("60s")
     .describe("A reconcile running longer gives its worker back (one stuck tenant cannot hold the workers)"),
   shutdownTimeout: durationString.default("20s").describe("Longest wait for in-flight reconciles on SIGTERM"),
+  appJwtReuse: durationString
+    .default("60s")
+    .describe("How long a signed App JWT is reused: how often a keyless signer is asked per App (at most 5m)"),
   appCheckInterval: durationString
     .default("5m")
     .describe("How often GitHub is asked again whether it accepts each App's JWT (GET /app) for App status"),
@@ -157,6 +160,7 @@ export type Config = z.output<typeof schema> & {
   minTokenLifetimeMs: number;
   reconcileTimeoutMs: number;
   appCheckIntervalMs: number;
+  appJwtReuseMs: number;
   shutdownTimeoutMs: number;
   leaseDurationMs: number;
   renewDeadlineMs: number;
@@ -356,6 +360,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     minMintIntervalMs: parseDuration(data.minMintInterval.replace(/^0$/, "0s")),
     minTokenLifetimeMs: parseDuration(data.minTokenLifetime),
     reconcileTimeoutMs: parseDuration(data.reconcileTimeout),
+    appJwtReuseMs: Math.min(300_000, parseDuration(data.appJwtReuse.replace(/^0$/, "0s"))),
     appCheckIntervalMs: Math.max(10_000, parseDuration(data.appCheckInterval)),
     shutdownTimeoutMs: parseDuration(data.shutdownTimeout),
     leaseDurationMs: parseDuration(data.leaseDuration),

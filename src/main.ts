@@ -117,6 +117,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     clock,
     log,
     timeoutMs: config.githubTimeoutMs,
+    jwtReuseMs: config.appJwtReuseMs,
     secondaryWaitMs: config.secondaryRateLimitWaitMs,
     minTokenLifetimeMs: config.minTokenLifetimeMs,
     onRequest: ({ route, status, durationMs }) => {

@@ -76,6 +76,11 @@ export interface FetchResponse {
 }
 
 export interface GitHubClientOptions {
+  /**
+   * How long a signed App JWT is reused (default 1 minute, at most 5 of its 9): with a
+   * keyless signer, this is how often the KMS or HSM is asked per App.
+   */
+  jwtReuseMs?: number | undefined;
   /** `https://api.github.com` by default; Enterprise Server: `https://HOST/api/v3`. Trailing slashes are fine. */
   baseUrl?: string | undefined;
   /** PEM certificates trusted in addition to Node's default CAs. */
@@ -173,6 +178,7 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
     Math.max(leastTokenLifetimeMs, options.minTokenLifetimeMs ?? minTokenLifetimeMs),
   );
   let offsetMs = 0;
+  const jwtReuseMs = Math.min(5 * 60_000, Math.max(0, options.jwtReuseMs ?? 60_000));
 
   async function send(call: Call, authorization: string): Promise<Answer> {
     const url = `${base}${call.path}`;
@@ -275,11 +281,11 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
       cached.issuer === issuer &&
       cached.offsetMs === offsetMs &&
       now < cached.until &&
-      now >= cached.until - 60_000
+      now >= cached.until - jwtReuseMs
     )
       return cached.jwt;
     const jwt = await signAppJwt({ key: app.key, issuer, nowMs: now, offsetMs });
-    jwts.set(app.key, { issuer, offsetMs, jwt, until: now + 60_000 });
+    jwts.set(app.key, { issuer, offsetMs, jwt, until: now + jwtReuseMs });
     return jwt;
   }
 

@@ -12,6 +12,8 @@ export interface GatewayOptions {
   clock: Clock;
   log: Logger;
   timeoutMs: number;
+  /** How long a signed App JWT is reused (client.ts). */
+  jwtReuseMs?: number | undefined;
   secondaryWaitMs?: number | undefined;
   /** Shortest token lifetime accepted from a server (see client.ts `acceptedExpiry`). */
   minTokenLifetimeMs?: number | undefined;
@@ -44,6 +46,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         proxy: spec.proxy,
         clock: options.clock,
         timeoutMs: options.timeoutMs,
+        jwtReuseMs: options.jwtReuseMs,
         secondaryWaitMs: options.secondaryWaitMs,
         minTokenLifetimeMs: options.minTokenLifetimeMs,
         userAgent: options.userAgent,
