@@ -47,6 +47,7 @@ export async function gather(
       repositories: token.spec.repositories ?? [],
       tokenName: token.metadata.name,
       apiUrl: baseUrl,
+      ...(app?.spec.caBundle ? { caBundle: app.spec.caBundle } : {}),
     },
   };
 }

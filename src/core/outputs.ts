@@ -34,6 +34,11 @@ export interface OutputContext {
   repositories: readonly string[];
   /** The GitHub API base URL (templates). */
   apiUrl: string;
+  /**
+   * The App's CA bundle (Enterprise Server on a private CA): basicAuth Secrets carry it as
+   * `ca.crt`, where Flux's GitRepository reads the CA of its secretRef.
+   */
+  caBundle?: string | undefined;
   tokenName: string;
   expiresAt: string;
   refreshAt: string;
@@ -103,7 +108,10 @@ function render(target: SecretTarget, ctx: OutputContext): Shape {
     case "token":
       return { type, data: { [target.key ?? "token"]: token } };
     case "basicAuth":
-      return { type, data: { username: gitUsername, password: token } };
+      return {
+        type,
+        data: { username: gitUsername, password: token, ...(ctx.caBundle ? { "ca.crt": ctx.caBundle } : {}) },
+      };
     case "argocdRepository":
     case "argocdRepoCreds": {
       const url = target.url ?? defaultArgoUrl(target.format, ctx);

@@ -98,6 +98,7 @@ describe("consumers clone with what ghat wrote", () => {
     files: Record<string, string>,
     args: string[] = [],
     url = repoUrl(),
+    caInfo = join(work, "ca.crt"),
   ): Promise<boolean> {
     const home = mkdtempSync(join(work, "home-"));
     for (const [name, text] of Object.entries(files)) writeFileSync(join(home, name), text, { mode: 0o600 });
@@ -106,7 +107,7 @@ describe("consumers clone with what ghat wrote", () => {
         env: {
           PATH: process.env.PATH ?? "",
           HOME: home,
-          GIT_SSL_CAINFO: join(work, "ca.crt"),
+          GIT_SSL_CAINFO: caInfo,
           GIT_TERMINAL_PROMPT: "0",
           GIT_CONFIG_NOSYSTEM: "1",
           ...(files[".gitconfig"] ? { GIT_CONFIG_GLOBAL: join(home, ".gitconfig") } : {}),
@@ -129,11 +130,14 @@ describe("consumers clone with what ghat wrote", () => {
 
   async function cloneWithEveryFormat(): Promise<Record<string, boolean>> {
     const flux = await data("g-flux");
+    // Flux reads the CA from the same Secret (ca.crt): the clone trusts only that.
+    const fluxCa = join(mkdtempSync(join(work, "flux-ca-")), "ca.crt");
+    writeFileSync(fluxCa, flux["ca.crt"] ?? "");
     const argo = await data("g-argocd");
     const creds = await data("g-repo-creds");
     return {
       token: await clone({}, [], withCreds("x-access-token", (await data("g-token")).token ?? "")),
-      flux: await clone({}, [], withCreds(flux.username ?? "", flux.password ?? "")),
+      flux: await clone({}, [], withCreds(flux.username ?? "", flux.password ?? ""), fluxCa),
       argocd: await clone({}, [], withCreds(argo.username ?? "", argo.password ?? "", argo.url)),
       repoCreds: await clone(
         {},
@@ -209,7 +213,9 @@ describe("consumers clone with what ghat wrote", () => {
     expect((await data("g-repo-creds")).url).toBe(`https://${host}/acme`);
     const flux = await kube.secret(ns, "g-flux");
     expect(flux?.type).toBe("kubernetes.io/basic-auth");
-    expect(Object.keys(flux?.data ?? {}).sort()).toEqual(["password", "username"]);
+    // ca.crt: the App has a caBundle (a private CA), and Flux reads the CA from this Secret.
+    expect(Object.keys(flux?.data ?? {}).sort()).toEqual(["ca.crt", "password", "username"]);
+    expect(Buffer.from(flux?.data?.["ca.crt"] ?? "", "base64").toString()).toBe(ca);
   });
 
   fx.itLeaksNothing({ minLines: false });

@@ -31,6 +31,17 @@ describe("desiredSecret", () => {
     });
   });
 
+  it("adds the App's CA bundle as ca.crt to basic-auth Secrets (Flux reads it there), and nowhere else", () => {
+    const caBundle = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    expect(desiredSecret({ name: "t", format: "basicAuth" }, { ...ctx, caBundle }).data).toEqual({
+      username: "x-access-token",
+      password: stateless,
+      "ca.crt": caBundle,
+    });
+    expect(desiredSecret({ name: "t", format: "basicAuth" }, ctx).data).not.toHaveProperty("ca.crt");
+    expect(desiredSecret({ name: "t", format: "token" }, { ...ctx, caBundle }).data).toEqual({ token: stateless });
+  });
+
   it("writes Argo CD repository and repo-creds Secrets with their label and fields", () => {
     const repo = desiredSecret({ name: "t", format: "argocdRepository" }, ctx);
     expect(repo.labels["argocd.argoproj.io/secret-type"]).toBe("repository");
