@@ -314,6 +314,37 @@ describe("the Helm chart", () => {
     expect(deploymentOf(docs).spec.template.spec.serviceAccountName).toBe("custom");
   });
 
+  it("renders the keyless settings: a Vault-audience token, PKCS#11 modules, the ambient-signer switch", async () => {
+    const ns = await newNamespace("chart");
+    const docs = await render(ns, [
+      "keyless.vaultAudience=vault",
+      "keyless.pkcs11Modules={/usr/lib/softhsm/libsofthsm2.so}",
+      "keyless.namespacedAmbientSigners=true",
+      "extraVolumes[0].name=scratch",
+      "extraVolumes[0].emptyDir.medium=Memory",
+      "extraVolumeMounts[0].name=scratch",
+      "extraVolumeMounts[0].mountPath=/scratch",
+    ]);
+    await expectAccepted(docs);
+    const args = containerOf(docs).args;
+    expect(args).toContain("--pkcs11-module=/usr/lib/softhsm/libsofthsm2.so");
+    expect(args).toContain("--namespaced-ambient-signers");
+    expect(args).toContain("--service-account-token-file=/var/run/secrets/ghat.dev/vault/token");
+    const pod = deploymentOf(docs).spec.template.spec as unknown as {
+      volumes: { name: string; projected?: { sources: { serviceAccountToken?: { audience: string } }[] } }[];
+      containers: { volumeMounts: { name: string; mountPath: string }[] }[];
+    };
+    expect(pod.volumes.map((v) => v.name)).toEqual(["vault-token", "scratch"]);
+    expect(pod.volumes[0]?.projected?.sources[0]?.serviceAccountToken?.audience).toBe("vault");
+    expect(pod.containers[0]?.volumeMounts.map((m) => m.mountPath)).toEqual([
+      "/var/run/secrets/ghat.dev/vault",
+      "/scratch",
+    ]);
+    // Off by default: no flag, no extra volume.
+    const defaults = containerOf(await render(ns)).args;
+    expect(defaults.filter((a) => /pkcs11|ambient|token-file/.test(a))).toEqual([]);
+  });
+
   it("renders every conventional key, and the API server accepts it", async () => {
     const ns = await newNamespace("chart");
     const docs = await render(ns, [], { release: "r", values: [allValues] });
