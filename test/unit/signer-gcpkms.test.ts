@@ -314,7 +314,8 @@ describe("GCP KMS signer", () => {
         vi.stubEnv("HOME", home);
         vi.stubEnv("GCE_METADATA_HOST", kms.metadataHost);
         const before = kms.metadataRequests.length;
-        const s = createGcpKmsSigner({ keyVersion: v1, endpoint: kms.url }, ctx);
+        // The first use imports google-auth-library: generous on a loaded machine.
+        const s = createGcpKmsSigner({ keyVersion: v1, endpoint: kms.url }, { ...ctx, timeoutMs: 15_000 });
         signers.push(s);
         const signature = await s.sign(input);
         expect(verify("sha256", input, kms.publicKeyOf(v1), signature)).toBe(true);

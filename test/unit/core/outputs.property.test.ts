@@ -102,7 +102,8 @@ function parseEnv(text: string): [string, string][] {
 /** The host name a netrc `machine` must name: netrc has no ports and no brackets. */
 const hostnameOf = (h: string) => h.replace(/:[0-9]+$/, "").replace(/^\[(.*)\]$/, "$1");
 
-describe("outputs under arbitrary values", () => {
+// A thousand runs per property: on a loaded 2-core machine one can take longer than the default 20 s.
+describe("outputs under arbitrary values", { timeout: 90_000 }, () => {
   it("netrc holds exactly one machine, login and password", () => {
     fc.assert(
       fc.property(token, host, (t, h) => {
