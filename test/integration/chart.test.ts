@@ -340,6 +340,11 @@ describe("the Helm chart", () => {
       "/var/run/secrets/ghat.dev/vault",
       "/scratch",
     ]);
+    // Events name the Pod that recorded them.
+    expect(containerOf(docs).env).toContainEqual({
+      name: "POD_NAME",
+      valueFrom: { fieldRef: { fieldPath: "metadata.name" } },
+    });
     // Off by default: no flag, no extra volume.
     const defaults = containerOf(await render(ns)).args;
     expect(defaults.filter((a) => /pkcs11|ambient|token-file/.test(a))).toEqual([]);
