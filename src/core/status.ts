@@ -135,13 +135,15 @@ function eventFor(
       ? { event: { type: "Warning", reason: input.error.code, message: input.error.message } }
       : {};
   }
-  const firstIssue = input.grant && (input.why === "NoToken" || input.why === "ScopeChanged");
-  if (firstIssue && input.grant && (was?.status !== "True" || was.reason !== "Issued")) {
+  // Normal events only where an operator wants one: a token that works again after a failure
+  // (the Warning said what broke). A first mint, a refresh or a re-scoped mint shows in
+  // status alone: an event per new token would be a fourth API write per token (docs/events.md).
+  if (input.grant && was?.status === "False" && was.reason !== "Deleting") {
     return {
       event: {
         type: "Normal",
         reason: "Issued",
-        message: `Minted a token valid until ${rfc3339(input.grant.expiresAt)}`,
+        message: `Minted a token valid until ${rfc3339(input.grant.expiresAt)} (was ${was.reason})`,
       },
     };
   }

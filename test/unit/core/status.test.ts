@@ -96,27 +96,44 @@ describe("statusFor", () => {
   });
 
   it.each([
-    ["a first mint", "NoToken", undefined, { type: "Normal", reason: "Issued" }],
-    ["a re-scoped mint", "ScopeChanged", undefined, { type: "Normal", reason: "Issued" }],
-    ["a refresh", "RefreshDue", undefined, undefined],
-    ["a first mint already Issued", "NoToken", "Issued", undefined],
-  ] as const)("raises an event for %s only on a transition", (_what, why, was, event) => {
-    const previous = was
-      ? {
-          conditions: [{ type: "Ready", status: "True", reason: was, message: "m", lastTransitionTime: "x" }],
-        }
-      : undefined;
-    const r = statusFor({
-      token: token(previous as GitHubAppToken["status"]),
-      current,
-      grant,
-      why,
-      owner: undefined,
-      failures: 0,
-      now,
-    });
-    expect(r.event && { type: r.event.type, reason: r.event.reason }).toEqual(event);
-  });
+    ["a first mint", "NoToken", undefined, undefined],
+    ["a re-scoped mint", "ScopeChanged", ["True", "Issued"], undefined],
+    ["a refresh", "RefreshDue", ["True", "Issued"], undefined],
+    ["a first mint already Issued", "NoToken", ["True", "Issued"], undefined],
+    [
+      "a mint after a failure",
+      "RefreshDue",
+      ["False", "GitHubUnavailable"],
+      { type: "Normal", reason: "Issued" },
+    ],
+    [
+      "a first mint after a failure",
+      "NoToken",
+      ["False", "AppNotFound"],
+      { type: "Normal", reason: "Issued" },
+    ],
+  ] as const)(
+    "raises a Normal event for %s only when it recovers from a failure",
+    (_what, why, was, event) => {
+      const previous = was
+        ? {
+            conditions: [
+              { type: "Ready", status: was[0], reason: was[1], message: "m", lastTransitionTime: "x" },
+            ],
+          }
+        : undefined;
+      const r = statusFor({
+        token: token(previous as GitHubAppToken["status"]),
+        current,
+        grant,
+        why,
+        owner: undefined,
+        failures: 0,
+        now,
+      });
+      expect(r.event && { type: r.event.type, reason: r.event.reason }).toEqual(event);
+    },
+  );
 
   it("raises a Warning when Ready's reason changes to an error, not when it stays", () => {
     const error = { code: "GitHubUnavailable" as const, message: "GitHub answered 503" };
