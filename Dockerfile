@@ -5,9 +5,14 @@
 # No node_modules, no package.json, no shell, no npm in the image. CI cannot run a Docker
 # engine; test/unit/bundle.test.ts bundles into an empty directory and runs the file there.
 
+# The base images (defaults: what the published image is built from). A local build without a
+# registry names stand-ins with --build-arg (hack/image/build.sh).
+ARG BUILD_IMAGE=node:24-bookworm-slim
+ARG BASE_IMAGE=gcr.io/distroless/nodejs24-debian12@sha256:b35a10df56aa17825e81e836ff70fe3c27002809dd94e6bfd655ed05bac52230
+
 # The bundle is plain JavaScript: build it once on the builder's own platform, also for a
 # multi-platform image (no QEMU for npm ci and esbuild).
-FROM --platform=$BUILDPLATFORM node:24-bookworm-slim AS build
+FROM --platform=$BUILDPLATFORM ${BUILD_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # --ignore-scripts: esbuild finds its binary in the @esbuild/<platform> optional dependency
@@ -23,7 +28,7 @@ RUN npm run bundle
 #   (or: docker buildx imagetools inspect gcr.io/distroless/nodejs24-debian12:latest)
 # and replace the digest below. Node is /nodejs/bin/node; the image's own ENTRYPOINT
 # (["/nodejs/bin/node"]) is replaced below so that the arguments are ghat's flags alone.
-FROM gcr.io/distroless/nodejs24-debian12@sha256:b35a10df56aa17825e81e836ff70fe3c27002809dd94e6bfd655ed05bac52230
+FROM ${BASE_IMAGE}
 
 ARG SOURCE=https://github.com/ghat-dev/ghat
 ARG VERSION=dev

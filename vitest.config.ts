@@ -38,6 +38,16 @@ export default defineConfig({
       {
         test: { name: "disruptive", include: disruptive, ...onControlPlane },
       },
+      {
+        // The container image built from the Dockerfile with buildah (root, the npm registry,
+        // minutes when cold): its config, its filesystem, and `ghat --version` inside it.
+        test: {
+          name: "image",
+          include: ["test/image/**/*.test.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 20 * 60_000,
+        },
+      },
     ],
   },
 });
