@@ -16,7 +16,7 @@ node_modules: package.json package-lock.json
 install: node_modules ## Install npm packages (npm ci)
 
 .PHONY: k8s
-k8s: ## Build (or reuse) kube-apiserver, etcd, kube-controller-manager, helm and the signer test servers into ~/.cache/ghat
+k8s: ## Build (or reuse) kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kubelet, helm and the signer test servers into ~/.cache/ghat
 	bash hack/k8s/build.sh
 	bash hack/helm/build.sh
 	bash hack/localkms/build.sh
@@ -54,11 +54,16 @@ gen: node_modules ## Regenerate CRDs and the permission table from their sources
 	$(NPM) run gen
 
 .PHONY: cluster
-cluster: node_modules k8s ## Start a local control plane in the background (.local/kubeconfig)
-	$(NPM) run cluster
+cluster: node_modules k8s ## Start a local control plane in the background (.local/kubeconfig); NODE=1 adds a node that runs Pods
+	$(if $(filter 1,$(NODE)),bash hack/node/install.sh)
+	$(NPM) run cluster -- $(if $(filter 1,$(NODE)),--node)
+
+.PHONY: node
+node: ## Same as make cluster NODE=1: control plane plus a node (containerd, kubelet, kube-scheduler; root)
+	$(MAKE) --no-print-directory cluster NODE=1
 
 .PHONY: cluster-down
-cluster-down: node_modules ## Stop the local control plane
+cluster-down: node_modules ## Stop the local control plane (and its node)
 	$(NPM) run cluster:down
 
 .PHONY: sim
@@ -76,3 +81,7 @@ soak: node_modules k8s ## 30 min of random faults against the real control plane
 .PHONY: kind-e2e
 kind-e2e: node_modules ## With Docker and kind: image, chart and simulator in a kind cluster, then the e2e test of the installed operator (hack/kind-e2e.sh)
 	bash hack/kind-e2e.sh
+
+.PHONY: image
+image: node_modules ## Build the container image from the Dockerfile with buildah (no Docker daemon; local stand-in base images) into .local/image/ghat.tar
+	bash hack/image/build.sh

@@ -39,6 +39,18 @@ export default defineConfig({
         test: { name: "disruptive", include: disruptive, ...onControlPlane },
       },
       {
+        // A control plane with a real node (containerd, runc, kubelet, kube-scheduler; root on
+        // Linux): Pods, the chart installed from the image, consumers reading Secrets.
+        test: {
+          name: "node",
+          include: ["test/node/**/*.test.ts"],
+          globalSetup: ["test/setup/node.ts"],
+          testTimeout: 180_000,
+          hookTimeout: 600_000,
+          fileParallelism: false,
+        },
+      },
+      {
         // The container image built from the Dockerfile with buildah (root, the npm registry,
         // minutes when cold): its config, its filesystem, and `ghat --version` inside it.
         test: {

@@ -27,7 +27,7 @@ fi
 vitest run --project disruptive $(json "$side") >.local/vitest-disruptive.log 2>&1 &
 side_pid=$!
 trap 'kill $side_pid 2>/dev/null' EXIT
-vitest run --project unit --project cluster --project image $(json "$main")
+vitest run --project unit --project cluster --project image --project node $(json "$main")
 wait $side_pid
 trap - EXIT
 echo "--- tests of the disruptive project (run beside the others)"

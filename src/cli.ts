@@ -3,7 +3,7 @@
  * The `ghat` command. Subcommands:
  *   run                      the operator (default)
  *   sim [--port N] [--seed FILE]   the GitHub API simulator, for sandboxes
- *   cluster up|down|status   a local control plane (kube-apiserver, etcd, kube-controller-manager)
+ *   cluster up [--node]|down|status   a local control plane (kube-apiserver, etcd, kube-controller-manager; --node adds a node)
  *   sandbox                  control plane + simulator + operator + examples, for a first look
  *   version                  print the version
  */
@@ -22,7 +22,8 @@ const usage = `Usage: ghat [command] [flags]
 Commands:
   run                       the operator (default); "ghat run --help" lists its flags
   sim                       the GitHub API simulator, for sandboxes
-  cluster up|down|status    a local control plane (kube-apiserver, etcd, kube-controller-manager)
+  cluster up|down|status    a local control plane (kube-apiserver, etcd, kube-controller-manager);
+                            "cluster up --node" adds a node that runs Pods
   sandbox                   control plane, simulator, operator and an example, for a first look
   version                   print the version
 

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { clientCert, createPki, type Pki, writeKubeconfig } from "./certs.ts";
+import { type LocalNode, type NodeOptions, startNode } from "./node.ts";
 import { freePort, type Supervised, supervise } from "./process.ts";
 
 const run = promisify(execFile);
@@ -20,6 +21,11 @@ export interface ControlPlaneOptions {
   keep?: boolean;
   /** Give up waiting for readiness after this long. */
   timeoutMs?: number;
+  /**
+   * Also start a real node (containerd, kubelet, kube-scheduler; Linux and root only, see
+   * src/devcluster/node.ts). Without it the control plane is exactly the three processes.
+   */
+  node?: boolean | NodeOptions;
 }
 
 export interface ControlPlane {
@@ -27,6 +33,8 @@ export interface ControlPlane {
   server: string;
   caPem: string;
   workDir: string;
+  /** The node, when options.node asked for one. */
+  node?: LocalNode | undefined;
   /** A kubeconfig for a non-admin user (client certificate: CN=name, O=groups). */
   createUser(name: string, groups: string[]): Promise<{ kubeconfigPath: string }>;
   stopApiServer(): Promise<void>;
@@ -42,11 +50,16 @@ export interface ControlPlane {
 
 const repoRoot = new URL("../../", import.meta.url).pathname;
 
-/** Finds or builds the binaries. */
-export async function binaries(binDir?: string): Promise<string> {
+const controlPlaneBinaries = ["kube-apiserver", "kube-controller-manager", "etcd"];
+const nodeBinaries = ["kube-scheduler", "kubelet"];
+
+/** Finds or builds the binaries (the control plane's three; `names` to ask for others too). */
+export async function binaries(binDir?: string, names = controlPlaneBinaries): Promise<string> {
   const dir = binDir ?? process.env.GHAT_K8S_BIN_DIR;
   if (dir) return dir;
-  const { stdout } = await run("bash", [join(repoRoot, "hack/k8s/build.sh")], { maxBuffer: 1 << 20 });
+  const { stdout } = await run("bash", [join(repoRoot, "hack/k8s/build.sh"), ...names], {
+    maxBuffer: 1 << 20,
+  });
   return stdout.trim().split("\n").at(-1) ?? "";
 }
 
@@ -56,7 +69,12 @@ export async function binaries(binDir?: string): Promise<string> {
  * controllers so owned objects are collected and namespaces finish deleting.
  */
 export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
-  const bin = await binaries(options.binDir);
+  const nodeOptions = options.node === true ? {} : options.node || undefined;
+  if (nodeOptions) nodeOptions.progress?.("Building (or reusing) kube-scheduler and kubelet");
+  const bin = await binaries(
+    options.binDir,
+    nodeOptions ? [...controlPlaneBinaries, ...nodeBinaries] : controlPlaneBinaries,
+  );
   const workDir = options.workDir ?? (await mkdtemp(join(tmpdir(), "ghat-cp-")));
   await mkdir(workDir, { recursive: true });
   await killLeftovers(workDir);
@@ -64,6 +82,12 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const pki = await createPki(join(workDir, "pki"));
   const [etcdClient, etcdPeer, apiPort] = await Promise.all([freePort(), freePort(), freePort()]);
   const server = `https://127.0.0.1:${apiPort}`;
+  // The API server's client certificate towards kubelets (kubectl logs, exec, port-forward).
+  const kubeletClient = nodeOptions
+    ? await clientCert(pki.dir, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", [
+        "system:masters",
+      ])
+    : undefined;
   const kubeconfigPath = join(workDir, "admin.kubeconfig");
   await writeKubeconfig(kubeconfigPath, server, pki.caCert, pki.adminCert, pki.adminKey, "admin");
   const log = (name: string) => join(workDir, `${name}.log`);
@@ -107,7 +131,18 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     apiserver = supervise(
       "kube-apiserver",
       join(bin, "kube-apiserver"),
-      apiServerArgs(pki, etcdClient, apiPort, workDir),
+      [
+        // Node first: a kubelet (system:node:<name>) may read only what its pods use.
+        ...apiServerArgs(pki, etcdClient, apiPort, workDir, kubeletClient ? "Node,RBAC" : "RBAC"),
+        ...(kubeletClient
+          ? [
+              // Reach the kubelet at the InternalIP it reports (there is no DNS for node names).
+              "--kubelet-preferred-address-types=InternalIP",
+              `--kubelet-client-certificate=${kubeletClient.cert}`,
+              `--kubelet-client-key=${kubeletClient.key}`,
+            ]
+          : []),
+      ],
       log("kube-apiserver"),
       pid("kube-apiserver"),
     );
@@ -131,7 +166,11 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       join(bin, "kube-controller-manager"),
       [
         `--kubeconfig=${kubeconfigPath}`,
-        "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,clusterrole-aggregation-controller",
+        `--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,clusterrole-aggregation-controller${
+          // With a node: the lifecycle controller lifts the not-ready taint kubelet registers
+          // the Node with, so kube-scheduler places Pods on it.
+          nodeOptions ? ",node-lifecycle-controller" : ""
+        }`,
         "--leader-elect=false",
         "--secure-port=0",
         `--service-account-private-key-file=${pki.saKey}`,
@@ -145,10 +184,16 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     );
   };
 
+  let node: LocalNode | undefined;
   try {
     await startEtcd();
     await startApiServer();
     await startKcm();
+    if (nodeOptions)
+      node = await startNode(
+        { binDir: bin, workDir: join(workDir, "node"), pki, server, adminKubeconfig: kubeconfigPath },
+        { timeoutMs, ...nodeOptions },
+      );
   } catch (err) {
     await Promise.all([kcm, apiserver, etcd].map((p) => p?.stop()));
     throw err;
@@ -161,6 +206,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     server,
     caPem,
     workDir,
+    node,
     async createUser(name, groups) {
       const file = `user-${users++}`;
       const { cert, key } = await clientCert(pki.dir, file, name, groups);
@@ -185,7 +231,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       await startEtcd();
     },
     memory() {
-      const out: Record<string, number> = {};
+      const out: Record<string, number> = { ...node?.memory() };
       for (const p of [etcd, apiserver, kcm]) {
         const childPid = p && readPid(pid(p.name));
         if (!childPid) continue;
@@ -199,6 +245,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       return out;
     },
     async stop() {
+      await node?.stop();
       await kcm?.stop();
       await apiserver?.stop();
       await etcd?.stop();
@@ -207,7 +254,13 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   };
 }
 
-function apiServerArgs(pki: Pki, etcdPort: number, apiPort: number, workDir: string): string[] {
+function apiServerArgs(
+  pki: Pki,
+  etcdPort: number,
+  apiPort: number,
+  workDir: string,
+  authorizationMode: string,
+): string[] {
   return [
     `--etcd-servers=http://127.0.0.1:${etcdPort}`,
     `--cert-dir=${join(workDir, "apiserver-certs")}`,
@@ -217,7 +270,7 @@ function apiServerArgs(pki: Pki, etcdPort: number, apiPort: number, workDir: str
     `--tls-cert-file=${pki.serverCert}`,
     `--tls-private-key-file=${pki.serverKey}`,
     `--client-ca-file=${pki.caCert}`,
-    "--authorization-mode=RBAC",
+    `--authorization-mode=${authorizationMode}`,
     "--service-account-issuer=https://kubernetes.default.svc",
     `--service-account-key-file=${pki.saPub}`,
     `--service-account-signing-key-file=${pki.saKey}`,
