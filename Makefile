@@ -20,6 +20,8 @@ k8s: ## Build (or reuse) kube-apiserver, etcd, kube-controller-manager, kube-sch
 	bash hack/k8s/build.sh
 	bash hack/helm/build.sh
 	bash hack/localkms/build.sh
+	bash hack/vault/build.sh
+	bash hack/flux/build.sh
 
 .PHONY: build
 build: node_modules ## Compile TypeScript to dist/
