@@ -42,6 +42,12 @@ export class Controller {
   readonly #d: ControllerDeps;
   #reconciler: Reconciler | undefined;
   readonly #appFinalizersWritten = new Map<string, string>();
+  /**
+   * Per App, what its tokens depend on (generation, being deleted): an update that changes
+   * neither — its status written by the App checker, its in-use finalizer — reconciles no
+   * token. Without this, every App status write would re-reconcile all of its tokens.
+   */
+  readonly #appSpecSeen = new Map<string, string>();
 
   constructor(deps: ControllerDeps) {
     this.#d = deps;
@@ -68,7 +74,9 @@ export class Controller {
   }
 
   /** The informer callback: map any object to the token keys it affects. */
-  onChange(kind: Kind, obj: KubernetesObject, _event: "add" | "update" | "delete"): void {
+  onChange(kind: Kind, obj: KubernetesObject, event: "add" | "update" | "delete"): void {
+    if (event === "delete" && (kind === "GitHubApp" || kind === "ClusterGitHubApp"))
+      this.#appSpecSeen.delete(`${kind}/${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`);
     for (const key of this.keysFor(kind, obj)) this.queue.add(key);
   }
 
@@ -92,11 +100,15 @@ export class Controller {
       }
       case "GitHubApp":
         return [
-          ...this.#tokensUsing((t) => t.metadata?.namespace === ns && ref(t, "GitHubApp") === name),
+          ...(this.#appChanged(kind, obj)
+            ? this.#tokensUsing((t) => t.metadata?.namespace === ns && ref(t, "GitHubApp") === name)
+            : []),
           ...(this.#d.kube ? [appKey(ns, name)] : []),
         ];
       case "ClusterGitHubApp":
-        return this.#tokensUsing((t) => ref(t, "ClusterGitHubApp") === name);
+        return this.#appChanged(kind, obj)
+          ? this.#tokensUsing((t) => ref(t, "ClusterGitHubApp") === name)
+          : [];
       case "Namespace":
         return this.#tokensUsing(
           (t) => t.metadata?.namespace === name && ref(t, "ClusterGitHubApp") !== undefined,
@@ -158,6 +170,17 @@ export class Controller {
     return (this.#d.cache.tokens() as TokenLike[])
       .filter(pred)
       .map((t) => `${t.metadata?.namespace ?? ""}/${t.metadata?.name ?? ""}`);
+  }
+
+  /** True unless the App's generation and deletion state are what this process saw last. */
+  #appChanged(kind: Kind, obj: KubernetesObject): boolean {
+    const id = `${kind}/${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`;
+    const state = `${obj.metadata?.generation ?? ""}|${obj.metadata?.deletionTimestamp ? "deleting" : ""}|${obj.metadata?.uid ?? ""}`;
+    if (this.#appSpecSeen.get(id) === state) return false;
+    this.#appSpecSeen.set(id, state);
+    // A deleted App's entry goes with it: bounded by the Apps that exist.
+    if (this.#appSpecSeen.size > 100_000) this.#appSpecSeen.clear();
+    return true;
   }
 
   /** Apps (as kind/namespace/name) whose key, Vault token or HSM PIN is the Secret namespace/name. */

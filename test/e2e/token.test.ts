@@ -59,7 +59,7 @@ describe("GitHubAppToken on a real API server", () => {
     await apply(ns, tokenYaml("cols", {}));
     await waitReady(ns, "cols");
     const get = await kubectl(["-n", ns, "get", "ghat"]);
-    expect(get.stdout).toMatch(/NAME\s+READY\s+REASON\s+EXPIRES\s+REFRESH\s+AGE/);
+    expect(get.stdout).toMatch(/NAME\s+READY\s+REASON\s+SECRETS\s+EXPIRES\s+REFRESH\s+AGE/);
     expect(get.stdout).toMatch(/cols\s+True\s+Issued/);
     const explain = await kubectl(["explain", "githubapptoken.spec.installation"]);
     expect(explain.stdout).toContain("exactly one of id, owner or repository");
