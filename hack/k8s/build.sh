@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager, etcd, kube-scheduler and kubelet for the
+# Builds kube-apiserver, kube-controller-manager, etcd, kube-scheduler, kubelet and kube-proxy for the
 # pinned Kubernetes version from the Go module proxy (see docs/controlplane.md). Outputs are
 # cached per version outside the repository: only missing binaries are built, so a second run
-# is a no-op. kube-scheduler and kubelet are for the optional local node (ghat cluster up --node).
-# Usage: build.sh [binary...] (default: all five).
+# is a no-op. kube-scheduler, kubelet and kube-proxy are for the optional local node (ghat cluster
+# up --node).
+# Usage: build.sh [binary...] (default: all six).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 version=$(sed -n 's/^\tk8s.io\/kubernetes v\(.*\)$/\1/p' "$here/go.mod")
@@ -11,7 +12,7 @@ major=${version%%.*}
 minor=${version#*.}; minor=${minor%%.*}
 out=${GHAT_K8S_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ghat/k8s/v$version}
 # Arguments name a subset to build (the control plane alone asks for its three only).
-if [ $# -gt 0 ]; then bins=("$@"); else bins=(kube-apiserver kube-controller-manager etcd kube-scheduler kubelet); fi
+if [ $# -gt 0 ]; then bins=("$@"); else bins=(kube-apiserver kube-controller-manager etcd kube-scheduler kubelet kube-proxy); fi
 missing=()
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing+=("$b"); done
 if [ ${#missing[@]} -eq 0 ]; then

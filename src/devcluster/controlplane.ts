@@ -1,13 +1,13 @@
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { get as httpGet } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { clientCert, createPki, type Pki, writeKubeconfig } from "./certs.ts";
-import { type LocalNode, type NodeOptions, startNode } from "./node.ts";
+import { type LocalNode, type NodeOptions, nodeIp, startNode } from "./node.ts";
 import { freePort, type Supervised, supervise } from "./process.ts";
 
 const run = promisify(execFile);
@@ -51,7 +51,7 @@ export interface ControlPlane {
 const repoRoot = new URL("../../", import.meta.url).pathname;
 
 const controlPlaneBinaries = ["kube-apiserver", "kube-controller-manager", "etcd"];
-const nodeBinaries = ["kube-scheduler", "kubelet"];
+const nodeBinaries = ["kube-scheduler", "kubelet", "kube-proxy"];
 
 /** Finds or builds the binaries (the control plane's three; `names` to ask for others too). */
 export async function binaries(binDir?: string, names = controlPlaneBinaries): Promise<string> {
@@ -81,7 +81,13 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const timeoutMs = options.timeoutMs ?? 180_000;
   const pki = await createPki(join(workDir, "pki"));
   const [etcdClient, etcdPeer, apiPort] = await Promise.all([freePort(), freePort(), freePort()]);
-  const server = `https://127.0.0.1:${apiPort}`;
+  // With a node, Pods must reach the API server: through the `kubernetes` Service (kube-proxy
+  // sends 10.0.0.1:443 to the address advertised here), so it binds and advertises the node's
+  // address, and its serving certificate names that address too.
+  const address = nodeOptions ? await nodeIp() : undefined;
+  const host = address?.ip ?? "127.0.0.1";
+  if (address) await serveAlsoAt(pki, address.ip);
+  const server = `https://${host}:${apiPort}`;
   // The API server's client certificate towards kubelets (kubectl logs, exec, port-forward).
   const kubeletClient = nodeOptions
     ? await clientCert(pki.dir, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", [
@@ -133,9 +139,13 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       join(bin, "kube-apiserver"),
       [
         // Node first: a kubelet (system:node:<name>) may read only what its pods use.
-        ...apiServerArgs(pki, etcdClient, apiPort, workDir, kubeletClient ? "Node,RBAC" : "RBAC"),
+        ...apiServerArgs(pki, etcdClient, apiPort, workDir, kubeletClient ? "Node,RBAC" : "RBAC", host),
         ...(kubeletClient
           ? [
+              // The `kubernetes` Service's endpoint is this server's advertised address, and
+              // Pods get ServiceAccount token volumes as on any cluster.
+              "--endpoint-reconciler-type=lease",
+              "--enable-admission-plugins=ServiceAccount",
               // Reach the kubelet at the InternalIP it reports (there is no DNS for node names).
               "--kubelet-preferred-address-types=InternalIP",
               `--kubelet-client-certificate=${kubeletClient.cert}`,
@@ -168,8 +178,12 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         `--kubeconfig=${kubeconfigPath}`,
         `--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,clusterrole-aggregation-controller${
           // With a node: the lifecycle controller lifts the not-ready taint kubelet registers
-          // the Node with, so kube-scheduler places Pods on it.
-          nodeOptions ? ",node-lifecycle-controller" : ""
+          // the Node with, so kube-scheduler places Pods on it; Deployments roll out, Services
+          // get EndpointSlices (kube-proxy), PodDisruptionBudgets a status, and every namespace
+          // the kube-root-ca.crt ConfigMap that ServiceAccount token volumes project.
+          nodeOptions
+            ? ",node-lifecycle-controller,deployment-controller,replicaset-controller,endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller,disruption-controller,root-ca-certificate-publisher-controller"
+            : ""
         }`,
         "--leader-elect=false",
         "--secure-port=0",
@@ -191,7 +205,14 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     await startKcm();
     if (nodeOptions)
       node = await startNode(
-        { binDir: bin, workDir: join(workDir, "node"), pki, server, adminKubeconfig: kubeconfigPath },
+        {
+          binDir: bin,
+          workDir: join(workDir, "node"),
+          pki,
+          server,
+          adminKubeconfig: kubeconfigPath,
+          ...(address ? { address } : {}),
+        },
         { timeoutMs, ...nodeOptions },
       );
   } catch (err) {
@@ -260,12 +281,13 @@ function apiServerArgs(
   apiPort: number,
   workDir: string,
   authorizationMode: string,
+  host: string,
 ): string[] {
   return [
     `--etcd-servers=http://127.0.0.1:${etcdPort}`,
     `--cert-dir=${join(workDir, "apiserver-certs")}`,
-    "--bind-address=127.0.0.1",
-    "--advertise-address=127.0.0.1",
+    `--bind-address=${host}`,
+    `--advertise-address=${host}`,
     `--secure-port=${apiPort}`,
     `--tls-cert-file=${pki.serverCert}`,
     `--tls-private-key-file=${pki.serverKey}`,
@@ -276,8 +298,9 @@ function apiServerArgs(
     `--service-account-signing-key-file=${pki.saKey}`,
     "--service-cluster-ip-range=10.0.0.0/24",
     "--allow-privileged=true",
-    "--endpoint-reconciler-type=none",
-    "--disable-admission-plugins=ServiceAccount",
+    ...(host === "127.0.0.1"
+      ? ["--endpoint-reconciler-type=none", "--disable-admission-plugins=ServiceAccount"]
+      : []),
     "--enable-priority-and-fairness=false",
     "--storage-media-type=application/json",
     "-v=1",
@@ -304,6 +327,34 @@ async function waitFor(
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${last})` : ""}`);
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/** Signs the API server's serving certificate again with `ip` among its addresses. */
+async function serveAlsoAt(pki: Pki, ip: string): Promise<void> {
+  const ext = join(pki.dir, "server-node.ext");
+  await writeFile(
+    ext,
+    `basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.0.0.1,IP:${ip}\n`,
+  );
+  const csr = join(pki.dir, "server-node.csr");
+  await run("openssl", ["req", "-new", "-key", pki.serverKey, "-subj", "/CN=kube-apiserver", "-out", csr]);
+  await run("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    pki.caCert,
+    "-CAkey",
+    pki.caKey,
+    "-CAcreateserial",
+    "-days",
+    "3650",
+    "-extfile",
+    ext,
+    "-out",
+    pki.serverCert,
+  ]);
 }
 
 function plainGet(url: string): Promise<string> {

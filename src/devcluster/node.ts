@@ -11,8 +11,8 @@ import { freePort, type Supervised, supervise } from "./process.ts";
 const run = promisify(execFile);
 
 /**
- * One real node for the local control plane: containerd (runc, bridge CNI), kubelet and
- * kube-scheduler as plain processes, everything they write kept under `<workDir>`, and a stop
+ * One real node for the local control plane: containerd (runc, bridge CNI), kubelet,
+ * kube-proxy (iptables mode: Service VIPs work) and kube-scheduler as plain processes, everything they write kept under `<workDir>`, and a stop
  * that leaves nothing behind (processes, mounts, iptables chains, cni0, sysctls).
  * Linux and root only; hack/node/install.sh installs the Debian packages it uses.
  */
@@ -35,6 +35,8 @@ export interface NodeContext {
   pki: Pki;
   server: string;
   adminKubeconfig: string;
+  /** The node's address, when the caller chose it (`nodeIp()`) before starting the API server. */
+  address?: { ip: string; madeDummy: boolean };
 }
 
 export interface LocalNode {
@@ -47,7 +49,7 @@ export interface LocalNode {
   pauseImage: string;
   /** Imports a docker-save tarball into the node's containerd (namespace k8s.io). */
   importImage(tarball: string): Promise<void>;
-  /** Resident memory (KiB) of containerd, kubelet and kube-scheduler. */
+  /** Resident memory (KiB) of containerd, kubelet, kube-proxy and kube-scheduler. */
   memory(): Record<string, number>;
   stop(): Promise<void>;
 }
@@ -62,6 +64,11 @@ const iptablesTables = ["filter", "nat", "mangle"];
 /** Kernel tunables kubelet sets at start (setupKernelTunables): restored on stop. */
 const sysctls = [
   "net/ipv4/ip_forward",
+  // kube-proxy's (conntrack limits are left alone by its config, route_localnet is not needed).
+  "net/ipv4/conf/all/route_localnet",
+  "net/netfilter/nf_conntrack_max",
+  "net/netfilter/nf_conntrack_tcp_timeout_established",
+  "net/netfilter/nf_conntrack_tcp_timeout_close_wait",
   "vm/overcommit_memory",
   "vm/panic_on_oom",
   "kernel/panic",
@@ -74,7 +81,7 @@ export function cacheDir(): string {
   return join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "ghat", "node");
 }
 
-/** Starts containerd, kubelet and kube-scheduler and waits until the Node is Ready. */
+/** Starts containerd, kubelet, kube-proxy and kube-scheduler and waits until the Node is Ready. */
 export async function startNode(ctx: NodeContext, options: NodeOptions = {}): Promise<LocalNode> {
   if (process.platform !== "linux" || process.getuid?.() !== 0)
     throw new Error("the local node needs Linux and root (containerd, runc, iptables, mounts)");
@@ -150,7 +157,7 @@ export async function startNode(ctx: NodeContext, options: NodeOptions = {}): Pr
     say("Loading the pause image");
     await importImage(sock, await buildPauseImage(say));
 
-    ({ ip, madeDummy } = await nodeIp());
+    ({ ip, madeDummy } = ctx.address ?? (await nodeIp()));
     const kubeletPort = await freePort();
     const nodeCert = await clientCert(ctx.pki.dir, `node-${name}`, `system:node:${name}`, ["system:nodes"]);
     const kubeletKubeconfig = join(w, "kubelet.kubeconfig");
@@ -171,6 +178,17 @@ export async function startNode(ctx: NodeContext, options: NodeOptions = {}): Pr
       sched.cert,
       sched.key,
       "system:kube-scheduler",
+    );
+    // kube-proxy as the user the built-in system:node-proxier binding names.
+    const proxyCert = await clientCert(ctx.pki.dir, "kube-proxy", "system:kube-proxy", []);
+    const proxyKubeconfig = join(w, "kube-proxy.kubeconfig");
+    await writeKubeconfig(
+      proxyKubeconfig,
+      ctx.server,
+      ctx.pki.caCert,
+      proxyCert.cert,
+      proxyCert.key,
+      "system:kube-proxy",
     );
     // The Node authorizer covers what a kubelet reads about its own pods; the rest of its API
     // calls (token and access reviews for its webhook authn/authz, events) need system:node.
@@ -224,6 +242,26 @@ export async function startNode(ctx: NodeContext, options: NodeOptions = {}): Pr
         pidFile("kube-scheduler"),
       ),
     );
+    const proxyConfig = join(w, "kube-proxy-config.yaml");
+    await writeFile(
+      proxyConfig,
+      kubeProxyConfig({
+        kubeconfig: proxyKubeconfig,
+        name,
+        podCidr,
+        healthPort: await freePort(),
+        metricsPort: await freePort(),
+      }),
+    );
+    procs.push(
+      supervise(
+        "kube-proxy",
+        join(ctx.binDir, "kube-proxy"),
+        [`--config=${proxyConfig}`, "-v=1"],
+        log("kube-proxy"),
+        pidFile("kube-proxy"),
+      ),
+    );
     say("Waiting for the Node to be Ready");
     await waitFor(`Node ${name} Ready`, timeoutMs, procs[1], async () => {
       const { stdout } = await run(
@@ -240,6 +278,7 @@ export async function startNode(ctx: NodeContext, options: NodeOptions = {}): Pr
         { timeout: 10_000 },
       );
       if (procs[2]?.child.exitCode !== null) throw new Error("kube-scheduler exited; see its log");
+      if (procs[3]?.child.exitCode !== null) throw new Error("kube-proxy exited; see its log");
       return stdout.trim() === "True";
     });
     return node;
@@ -399,12 +438,53 @@ serializeImagePulls: false
 `;
 }
 
-/** The first non-loopback IPv4 address; else a dummy interface with a private address. */
-async function nodeIp(): Promise<{ ip: string; madeDummy: boolean }> {
+/**
+ * kube-proxy in iptables mode: Service VIPs (the `kubernetes` Service's 10.0.0.1 among them)
+ * DNAT to their endpoints. Conntrack limits and timeouts stay as the host has them (0: leave
+ * alone), and no localhost NodePorts (no route_localnet).
+ */
+function kubeProxyConfig(c: {
+  kubeconfig: string;
+  name: string;
+  podCidr: string;
+  healthPort: number;
+  metricsPort: number;
+}): string {
+  return `apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection:
+  kubeconfig: ${c.kubeconfig}
+hostnameOverride: ${c.name}
+clusterCIDR: ${c.podCidr}
+detectLocalMode: ClusterCIDR
+bindAddress: 127.0.0.1
+healthzBindAddress: 127.0.0.1:${c.healthPort}
+metricsBindAddress: 127.0.0.1:${c.metricsPort}
+iptables:
+  localhostNodePorts: false
+  syncPeriod: 10s
+  minSyncPeriod: 0s
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+  tcpBeLiberal: false
+  udpTimeout: 0s
+  udpStreamTimeout: 0s
+`;
+}
+
+/**
+ * The node's address: the first non-loopback IPv4 address; else a dummy interface with a
+ * private address (made once: a second call finds it).
+ */
+export async function nodeIp(): Promise<{ ip: string; madeDummy: boolean }> {
   for (const [ifname, addrs] of Object.entries(networkInterfaces())) {
     if (ifname === bridge || ifname.startsWith("veth")) continue;
     const a = addrs?.find((x) => x.family === "IPv4" && !x.internal);
-    if (a) return { ip: a.address, madeDummy: false };
+    if (a) return { ip: a.address, madeDummy: ifname === dummyLink };
   }
   await run("ip", ["link", "add", dummyLink, "type", "dummy"]);
   await run("ip", ["addr", "add", `${dummyAddress}/32`, "dev", dummyLink]);
@@ -563,8 +643,10 @@ async function stopNodeProcesses(
   const byName = (n: string) => procs.find((p) => p.name === n);
   // kubelet first, so it restarts nothing while the containers go.
   await byName("kube-scheduler")?.stop();
+  await byName("kube-proxy")?.stop();
   await byName("kubelet")?.stop();
   await killPid(readPid(join(w, "kubelet.pid")));
+  await killPid(readPid(join(w, "kube-proxy.pid")));
   await killPid(readPid(join(w, "kube-scheduler.pid")));
   if (containerdAlive && existsSync(sock)) {
     const ctr = (...a: string[]) =>
@@ -706,7 +788,7 @@ async function stopLeftovers(w: string): Promise<void> {
   const saved = safeRead(join(w, "host-before.json"));
   if (!saved) return;
   const sock = join(w, "containerd", "containerd.sock");
-  for (const name of ["kube-scheduler", "kubelet"]) {
+  for (const name of ["kube-scheduler", "kube-proxy", "kubelet"]) {
     const pid = readPid(join(w, `${name}.pid`));
     if (pid && safeRead(`/proc/${pid}/cmdline`).includes(name)) await killPid(pid);
   }

@@ -57,6 +57,9 @@ export function serveGit(
     },
     stdio: ["pipe", "pipe", "ignore"],
   });
+  // git http-backend may exit without reading the body (an empty one, a refused request):
+  // the write then fails with EPIPE, which must not become an uncaught exception.
+  cgi.stdin.on("error", () => undefined);
   cgi.stdin.end(body);
   let head = Buffer.alloc(0);
   let headersDone = false;

@@ -10,6 +10,10 @@ declare module "vitest" {
     busyboxImage: string;
     /** Milliseconds from starting the node's processes to the Node being Ready. */
     nodeReadyMs: number;
+    /** The node's address (its InternalIP): where Pods reach servers a test runs on the host. */
+    nodeIp: string;
+    /** containerd's socket, for importing more images (`importImage`). */
+    containerdAddress: string;
   }
 }
 
@@ -40,6 +44,8 @@ export default async function setup(project: TestProject) {
     project.provide("nodeName", cp.node.name);
     project.provide("busyboxImage", image);
     project.provide("nodeReadyMs", nodeReady - nodeStarted);
+    project.provide("nodeIp", cp.node.ip);
+    project.provide("containerdAddress", cp.node.containerdAddress);
   } catch (err) {
     await cp?.stop();
     throw err;
