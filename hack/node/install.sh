@@ -3,8 +3,7 @@
 # containerd and runc (the container runtime), the CNI plugins (bridge, host-local, portmap,
 # loopback in /usr/lib/cni), iptables (kubelet and the portmap plugin write rules), iproute2
 # (ip: node address, cni0), gcc and libc6-dev (the static pause program), git (the consumer
-# test image), busybox-static (the
-# test image) and mount (findmnt, umount). Idempotent and quiet: a no-op when all are present.
+# test image), busybox-static (the test image) and mount (findmnt, umount). Idempotent and quiet: a no-op when all are present.
 set -euo pipefail
 pkgs=(containerd runc containernetworking-plugins iptables iproute2 gcc libc6-dev busybox-static mount git)
 installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${pkgs[@]}" 2>/dev/null | awk '$4 == "installed" { print $1 }' || true)
