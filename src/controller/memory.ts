@@ -10,7 +10,11 @@ export interface KeyRecord {
   /** Failed revocations on delete. */
   revokeAttempts: number;
   /** The status last written and the resourceVersion it was computed from. */
-  statusWritten?: { base: string | undefined; json: string } | undefined;
+  /**
+   * The last status this process wrote to the object with this uid. ghat is the only writer of
+   * a token's status, so that write is what the server holds, whatever the cache shows yet.
+   */
+  statusWritten?: { uid: string | undefined; status: Record<string, unknown> } | undefined;
   /** The Delivered condition from the last delivery check. */
   delivered?: Omit<ConditionInput, "type"> | undefined;
   /**

@@ -2,7 +2,7 @@ import type { GitHubAppToken } from "../api/githubapptoken.ts";
 import type { Clock } from "../clock.ts";
 import type { GhatError } from "../core/errors.ts";
 import type { MintReason } from "../core/plan.ts";
-import { canonicalJson, type Grant, sameStatus, statusFor } from "../core/status.ts";
+import { type Grant, sameStatus, statusFor } from "../core/status.ts";
 import type { KubeWriter } from "../kube/kube.ts";
 import type { Logger } from "../log.ts";
 import type { KeyRecord } from "./memory.ts";
@@ -29,8 +29,18 @@ export class Reporter {
     current: { expiresAt: number; refreshAt: number } | undefined,
     extra: { grant?: Grant; why?: MintReason; error?: GhatError },
   ): Promise<void> {
+    // ghat is the only writer of a token's status: its last write is what the server holds,
+    // even when the cache has not caught up with it. Deciding from the cached status instead,
+    // a reconcile right after a mint (the Secret's event arrives before the status's) would
+    // write a status without what the mint reported. A new leader, or a re-created object,
+    // starts from the cache.
+    const last = memory.statusWritten;
+    const basis: GitHubAppToken =
+      last && last.uid === token.metadata.uid
+        ? { ...token, status: last.status as GitHubAppToken["status"] }
+        : token;
     const { status, event } = statusFor({
-      token,
+      token: basis,
       current,
       ...extra,
       owner,
@@ -38,14 +48,9 @@ export class Reporter {
       failures: memory.failures,
       now: this.#clock.now(),
     });
-    if (sameStatus(status, token.status ?? {})) return;
-    // Our own last write, when the cache has not caught up with it yet (the object is still at
-    // the version that write was based on): the same status again would be a no-op request.
-    const json = canonicalJson(status);
-    const last = memory.statusWritten;
-    if (last && last.base === token.metadata.resourceVersion && last.json === json) return;
+    if (sameStatus(status, basis.status ?? {})) return;
     await this.#kube.applyTokenStatus(token.metadata.namespace ?? "", token.metadata.name, status);
-    memory.statusWritten = { base: token.metadata.resourceVersion, json };
+    memory.statusWritten = { uid: token.metadata.uid, status };
     if (event) await this.event(token, event.type, event.reason, event.message);
   }
 

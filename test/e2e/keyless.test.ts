@@ -9,6 +9,13 @@ import { kubectl, newNamespace } from "../support/cluster.ts";
 import { type FakeGcpKms, startFakeGcpKms } from "../support/gcpkms-server.ts";
 import { type LocalKms, startLocalKms } from "../support/localkms.ts";
 import { createSoftHsm, type SoftHsmToken, softHsmModule } from "../support/softhsm.ts";
+import {
+  enableTransit,
+  importRsaKey,
+  importRsaKeyVersion,
+  startVault,
+  type VaultServer,
+} from "../support/vault.ts";
 import { TcpProxy } from "./faultkit.ts";
 import { useOperator } from "./fixture.ts";
 import { appId, owner, ready } from "./operator.ts";
@@ -32,6 +39,8 @@ describe("keyless signing", () => {
   let kmsProxy: TcpProxy;
   let gcp: FakeGcpKms;
   let azure: FakeKeyVault;
+  let vault: VaultServer;
+  const vaultKey = generateAppKeyPair();
   const env = { ...process.env };
   const fx = useOperator({
     operatorNamespace: true,
@@ -54,6 +63,9 @@ describe("keyless signing", () => {
     });
     kms = await startLocalKms({ privateKeyPem: awsKey.privateKeyPkcs1Pem, alias: "alias/github-app" });
     kmsProxy = await TcpProxy.start({ host: "127.0.0.1", port: Number(new URL(kms.endpoint).port) });
+    vault = await startVault();
+    await enableTransit(vault);
+    await importRsaKey(vault, "github-app", vaultKey.privateKeyPkcs1Pem);
     gcp = await startFakeGcpKms();
     azure = await startFakeKeyVault();
     // The operator's ambient credentials, as IRSA, Workload Identity and Azure workload identity give them.
@@ -81,6 +93,7 @@ describe("keyless signing", () => {
     await kms?.close();
     await gcp?.close();
     await azure?.close();
+    await vault?.close();
     hsm.close();
   });
 
@@ -296,15 +309,86 @@ describe("keyless signing", () => {
     expect(azure.requests.some((r) => r.path.includes(`/keys/github-app/${v2}/sign`))).toBe(true);
   });
 
+  it("Vault transit (a real Vault): a tenant's GitHubApp signs with its own Vault token; a new key version is picked up; Vault down and back", async () => {
+    const ns = await fx.withApp("keyless-vault");
+    fx.github.sim.state.addAppPublicKey(appId, vaultKey.publicKeyPem);
+    await fx.kube.core.createNamespacedSecret({
+      namespace: ns,
+      body: { metadata: { name: "vault-token" }, stringData: { token: vault.rootToken } },
+    });
+    // A namespaced GitHubApp: Vault with the tenant's own token needs no operator identity.
+    await fx.kube.createApp(ns, "vault-app", {
+      appId,
+      baseUrl: fx.github.sim.url,
+      signer: {
+        vaultTransit: {
+          address: vault.address,
+          keyName: "github-app",
+          auth: { tokenSecretRef: { name: "vault-token" } },
+        },
+      },
+    });
+    const tokenOf = (permissions: Record<string, string>) =>
+      stringify({
+        apiVersion: `${group}/${version}`,
+        kind: "GitHubAppToken",
+        metadata: { name: "ci" },
+        spec: {
+          appRef: { name: "vault-app" },
+          installation: { owner },
+          repositories: ["app"],
+          permissions,
+          secrets: [{ name: "ci-token" }],
+        },
+      });
+    const apply = async (permissions: Record<string, string>) => {
+      const r = await kubectl(["-n", ns, "apply", "-f", "-"], { input: tokenOf(permissions) });
+      expect(r.code, r.stderr).toBe(0);
+    };
+    await apply({ contents: "read" });
+    const first = await expectLive(ns, "ci");
+    // Rotation in Vault: a new version of the key; GitHub knows only the new public key.
+    const next = generateAppKeyPair();
+    await importRsaKeyVersion(vault, "github-app", next.privateKeyPkcs1Pem);
+    fx.github.sim.state.replaceAppPublicKeys(appId, [
+      ...(fx.github.sim.state.apps.get(appId)?.publicKeys ?? []).filter((k) => k !== vaultKey.publicKeyPem),
+      next.publicKeyPem,
+    ]);
+    await apply({ contents: "read", issues: "write" });
+    const second = await expectLive(ns, "ci", { contents: "read", issues: "write" });
+    expect(second).not.toBe(first);
+    // Vault down: the token stays, the condition says SignerUnavailable; back: a new token.
+    await vault.stop();
+    try {
+      await apply({ contents: "read" });
+      await expect
+        .poll(async () => ready(await fx.kube.getToken(ns, "ci"))?.reason, { timeout: 60_000 })
+        .toBe("SignerUnavailable");
+      expect(await fx.kube.secretValue(ns, "ci-token")).toBe(second);
+    } finally {
+      await vault.restart();
+      await enableTransit(vault);
+      await importRsaKey(vault, "github-app", next.privateKeyPkcs1Pem);
+    }
+    await expectLive(ns, "ci");
+  });
+
   it("no PIN, credential or access token reaches logs, events or status", async () => {
     await fx.expectNoLeaks();
     const text = fx.op.logs.join("\n");
-    for (const secret of [hsmToken.pin, gcp.token, azure.token, azure.federatedToken, "ghat-e2e-secret"]) {
+    for (const secret of [
+      hsmToken.pin,
+      gcp.token,
+      azure.token,
+      azure.federatedToken,
+      "ghat-e2e-secret",
+      vault.rootToken,
+    ]) {
       expect(text.includes(secret)).toBe(false);
     }
     const events = await kubectl(["get", "events", "-A", "-o", "json"]);
     const statuses = await kubectl(["get", "ghat-all", "-A", "-o", "json"]);
-    for (const secret of [hsmToken.pin, gcp.token, azure.token, azure.federatedToken]) {
+    for (const secret of [hsmToken.pin, gcp.token, azure.token, azure.federatedToken, vault.rootToken]) {
       expect(events.stdout.includes(secret)).toBe(false);
       expect(statuses.stdout.includes(secret)).toBe(false);
     }
