@@ -4,7 +4,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { CoreV1Api, type KubernetesObject, ListWatch, type V1Secret, Watch } from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { generateAppKeyPair } from "../../src/sim/keys.ts";
 import { type Simulator, startSimulator } from "../../src/sim/simulator.ts";
 import { kubeConfig, kubeconfigPath, kubectl } from "../support/cluster.ts";
@@ -221,17 +221,17 @@ describe("Flux source-controller fetches with the Secret ghat keeps fresh", () =
     };
     proc.stdout?.on("data", collect);
     proc.stderr?.on("data", collect);
-    // expect.poll is for tests only: poll /readyz by hand (a hook).
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (proc.exitCode !== null)
-        throw new Error(`source-controller exited ${proc.exitCode}: ${fluxLines.slice(-5).join("\n")}`);
-      const res = await fetch(`http://127.0.0.1:${health}/readyz`).catch(() => undefined);
-      if (res?.status === 200) break;
-      if (Date.now() > deadline)
-        throw new Error(`source-controller not ready: ${fluxLines.slice(-5).join("\n")}`);
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
+    // vi.waitFor (not expect.poll): this runs in a hook.
+    await vi.waitFor(
+      async () => {
+        if (proc.exitCode !== null)
+          throw new Error(`source-controller exited ${proc.exitCode}: ${fluxLines.slice(-5).join("\n")}`);
+        const res = await fetch(`http://127.0.0.1:${health}/readyz`).catch(() => undefined);
+        if (res?.status !== 200)
+          throw new Error(`source-controller not ready: ${fluxLines.slice(-5).join("\n")}`);
+      },
+      { timeout: 60_000, interval: 250 },
+    );
   });
 
   afterAll(async () => {
