@@ -16,11 +16,10 @@ node_modules: package.json package-lock.json
 install: node_modules ## Install npm packages (npm ci)
 
 .PHONY: k8s
-k8s: ## Build (or reuse) kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kubelet, helm and the signer test servers into ~/.cache/ghat
+k8s: ## Build (or reuse) the control plane and node binaries (kubelet, kube-scheduler, kube-proxy), helm, local-kms and Flux source-controller into ~/.cache/ghat
 	bash hack/k8s/build.sh
 	bash hack/helm/build.sh
 	bash hack/localkms/build.sh
-	bash hack/vault/build.sh
 	bash hack/flux/build.sh
 
 .PHONY: build

@@ -129,16 +129,19 @@ export async function restart(
   flags: string[],
   entry?: string,
 ): Promise<{ result: RestartResult; op: Operator }> {
-  // Every App's status says Verified first: the new operator trusts that until its check
-  // interval, so the restart itself asks GitHub nothing.
+  // Every benchmark App's status says Verified first: the new operator trusts that until its
+  // check interval, so the restart itself asks GitHub nothing.
   await until(
     async () => {
       const list = (await k.custom.listClusterCustomObject({ group, version, plural: "githubapps" })) as {
-        items: { status?: { conditions?: { type: string; reason: string }[] } }[];
+        items: {
+          metadata?: { namespace?: string };
+          status?: { conditions?: { type: string; reason: string }[] };
+        }[];
       };
-      return list.items.every((a) =>
-        a.status?.conditions?.some((c) => c.type === "Ready" && c.reason === "Verified"),
-      );
+      return list.items
+        .filter((a) => a.metadata?.namespace?.startsWith("bench-"))
+        .every((a) => a.status?.conditions?.some((c) => c.type === "Ready" && c.reason === "Verified"));
     },
     60_000,
     200,

@@ -833,8 +833,66 @@ export function hostileApp(simUrl: string, pem: string): fc.Arbitrary<AppCase> {
       .oneof(unicode(10), fc.constantFrom("", "a b", "x".repeat(65), "Iv23li-x", "Iv23li/x"))
       .filter((c) => !/^[A-Za-z0-9.]{1,64}$/.test(c))
       .map((clientId) => app("odd clientId", { clientId }, refused("spec.clientId"))),
+    // Keyless signers: one backend only, bounded fields; a namespaced GitHubApp may not sign
+    // with the operator's own identity (a cloud KMS, an HSM module it names).
     fc.constant(
-      app("no key Secret reference", { privateKeySecretRef: undefined }, refused("spec.privateKeySecretRef")),
+      app(
+        "key Secret and a signer",
+        { signer: { awsKms: { keyId: "alias/platform" } } },
+        refused("spec", "set exactly one key source"),
+      ),
+    ),
+    fc.constant(
+      app(
+        "two signer backends",
+        {
+          privateKeySecretRef: undefined,
+          signer: {
+            awsKms: { keyId: "k" },
+            azureKeyVault: { vaultUrl: "https://v.vault.azure.net", keyName: "k" },
+          },
+        },
+        refused("spec.signer", "set exactly one of vaultTransit"),
+      ),
+    ),
+    fc
+      .constantFrom(
+        { awsKms: { keyId: "alias/platform-github-app" } },
+        { gcpKms: { keyVersion: "projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1" } },
+        {
+          pkcs11: {
+            module: "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            slot: 0,
+            keyLabel: "k",
+            pinSecretRef: { name: "pin" },
+          },
+        },
+      )
+      .map((signer) =>
+        app(
+          "a signer with the operator's identity",
+          { privateKeySecretRef: undefined, signer },
+          reason("NotPermitted"),
+        ),
+      ),
+    fc
+      .constantFrom("ftp://vault:8200", "https://user:pw@vault:8200", "https://vault:8200/\nx", "")
+      .map((address) =>
+        app(
+          "odd Vault address",
+          {
+            privateKeySecretRef: undefined,
+            signer: { vaultTransit: { address, keyName: "k", auth: { tokenSecretRef: { name: "t" } } } },
+          },
+          refused("spec.signer.vaultTransit.address"),
+        ),
+      ),
+    fc.constant(
+      app(
+        "no key Secret reference and no signer",
+        { privateKeySecretRef: undefined },
+        refused("spec", "set exactly one key source"),
+      ),
     ),
     fc.constant(
       app(

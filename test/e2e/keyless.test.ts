@@ -309,7 +309,7 @@ describe("keyless signing", () => {
     expect(azure.requests.some((r) => r.path.includes(`/keys/github-app/${v2}/sign`))).toBe(true);
   });
 
-  it("Vault transit (a real Vault): a tenant's GitHubApp signs with its own Vault token; a new key version is picked up; Vault down and back", async () => {
+  it("Vault transit (contract server): a tenant's GitHubApp signs with its own Vault token; a new key version is picked up; Vault down and back", async () => {
     const ns = await fx.withApp("keyless-vault");
     fx.github.sim.state.addAppPublicKey(appId, vaultKey.publicKeyPem);
     await fx.kube.core.createNamespacedSecret({
@@ -360,7 +360,8 @@ describe("keyless signing", () => {
     // Vault down: the token stays, the condition says SignerUnavailable; back: a new token.
     await vault.stop();
     try {
-      await apply({ contents: "read" });
+      // A scope not minted before: the shared-mint cache cannot answer it, only Vault can.
+      await apply({ contents: "read", issues: "read" });
       await expect
         .poll(async () => ready(await fx.kube.getToken(ns, "ci"))?.reason, { timeout: 60_000 })
         .toBe("SignerUnavailable");
@@ -370,7 +371,7 @@ describe("keyless signing", () => {
       await enableTransit(vault);
       await importRsaKey(vault, "github-app", next.privateKeyPkcs1Pem);
     }
-    await expectLive(ns, "ci");
+    await expectLive(ns, "ci", { contents: "read", issues: "read" });
   });
 
   it("no PIN, credential or access token reaches logs, events or status", async () => {
