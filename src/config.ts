@@ -100,7 +100,9 @@ const schema = z.object({
   shutdownTimeout: durationString.default("20s").describe("Longest wait for in-flight reconciles on SIGTERM"),
   appJwtReuse: durationString
     .default("60s")
-    .describe("How long a signed App JWT is reused: how often a keyless signer is asked per App (at most 5m)"),
+    .describe(
+      "How long a signed App JWT is reused: how often a keyless signer is asked per App (at most 5m)",
+    ),
   appCheckInterval: durationString
     .default("5m")
     .describe("How often GitHub is asked again whether it accepts each App's JWT (GET /app) for App status"),

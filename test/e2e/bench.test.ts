@@ -47,12 +47,7 @@ describe("benchmark invariants (small)", () => {
       Object.keys(r.operatorWrites)
         .filter((w) => w !== "patch githubapps/status")
         .sort(),
-    ).toEqual([
-      "patch githubapps",
-      "patch githubapptokens",
-      "patch githubapptokens/status",
-      "patch secrets",
-    ]);
+    ).toEqual(["patch githubapps", "patch githubapptokens", "patch githubapptokens/status", "patch secrets"]);
   });
 
   it("steady state: one mint and two writes per rotation, nothing between rotations, never below the minimum lifetime", async () => {

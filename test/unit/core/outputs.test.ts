@@ -39,7 +39,9 @@ describe("desiredSecret", () => {
       "ca.crt": caBundle,
     });
     expect(desiredSecret({ name: "t", format: "basicAuth" }, ctx).data).not.toHaveProperty("ca.crt");
-    expect(desiredSecret({ name: "t", format: "token" }, { ...ctx, caBundle }).data).toEqual({ token: stateless });
+    expect(desiredSecret({ name: "t", format: "token" }, { ...ctx, caBundle }).data).toEqual({
+      token: stateless,
+    });
   });
 
   it("writes Argo CD repository and repo-creds Secrets with their label and fields", () => {
