@@ -2,7 +2,7 @@ import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import type { AzureKeyVaultSigner } from "../api/signer.ts";
 import { GhatError } from "../core/errors.ts";
 import type { Fetch } from "../github/client.ts";
-import { createSignerHttp, type SignerAnswer, signerError, transportReason } from "./http.ts";
+import { createSignerHttp, type SignerAnswer, signerError, transportReason, withDeadline } from "./http.ts";
 import type { AppSigner, SignerContext } from "./types.ts";
 
 const what = "Azure Key Vault";
@@ -78,6 +78,7 @@ export function createAzureKeyVaultSigner(
       token = await withDeadline(
         source.getToken(scope, { abortSignal: AbortSignal.timeout(ctx.timeoutMs) }),
         ctx.timeoutMs,
+        `${what}: getting an Entra ID token timed out`,
       );
     } catch (err) {
       throw tokenError(err);
@@ -342,20 +343,4 @@ function classifyAzureError(answer: SignerAnswer): GhatError {
 function decodeBase64url(text: string): Buffer | undefined {
   if (!/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) return undefined;
   return Buffer.from(text, "base64url");
-}
-
-/** `p`, or SignerUnavailable after `ms`: credential libraries have deadlines of their own, or none. */
-async function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new GhatError("SignerUnavailable", `${what}: getting an Entra ID token timed out`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([p, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -2,7 +2,7 @@ import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import type { GcpKmsSigner } from "../api/signer.ts";
 import { GhatError } from "../core/errors.ts";
 import type { Fetch } from "../github/client.ts";
-import { createSignerHttp, type SignerAnswer, signerError, transportReason } from "./http.ts";
+import { createSignerHttp, type SignerAnswer, signerError, transportReason, withDeadline } from "./http.ts";
 import type { AppSigner, SignerContext } from "./types.ts";
 
 const what = "Cloud KMS";
@@ -62,7 +62,11 @@ export function createGcpKmsSigner(
     const source = await auth;
     let token: string | null | undefined;
     try {
-      token = await withDeadline(source.getAccessToken(), ctx.timeoutMs);
+      token = await withDeadline(
+        source.getAccessToken(),
+        ctx.timeoutMs,
+        `${what}: getting a Google access token timed out`,
+      );
     } catch (err) {
       throw tokenError(err);
     }
@@ -281,20 +285,4 @@ function sameCrc(field: unknown, crc: number): boolean {
 function decodeBase64(text: string): Buffer | undefined {
   if (text.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return undefined;
   return Buffer.from(text, "base64");
-}
-
-/** `p`, or SignerUnavailable after `ms`: credential libraries have deadlines of their own, or none. */
-async function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new GhatError("SignerUnavailable", `${what}: getting a Google access token timed out`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([p, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

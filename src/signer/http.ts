@@ -141,3 +141,19 @@ export function transportReason(err: unknown): string {
   }
   return "connection failed";
 }
+
+/**
+ * `work`, or a SignerUnavailable with `message` after `ms`: credential libraries and native
+ * PKCS#11 calls have deadlines of their own, or none. The work itself is not cancelled.
+ */
+export async function withDeadline<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new GhatError("SignerUnavailable", message)), ms);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
