@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { clientCert, createPki, type Pki, writeKubeconfig } from "./certs.ts";
 import { type LocalNode, type NodeOptions, nodeIp, startNode } from "./node.ts";
-import { freePort, type Supervised, supervise } from "./process.ts";
+import { freePort, type Supervised, supervise, waitFor } from "./process.ts";
 
 const run = promisify(execFile);
 
@@ -305,28 +305,6 @@ function apiServerArgs(
     "--storage-media-type=application/json",
     "-v=1",
   ];
-}
-
-async function waitFor(
-  what: string,
-  timeoutMs: number,
-  proc: Supervised | undefined,
-  check: () => Promise<boolean>,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = "";
-  for (;;) {
-    if (proc && proc.child.exitCode !== null)
-      throw new Error(`${proc.name} exited while waiting for ${what}; see its log`);
-    try {
-      if (await check()) return;
-    } catch (err) {
-      last = err instanceof Error ? err.message : String(err);
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${last})` : ""}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 /** Signs the API server's serving certificate again with `ip` among its addresses. */

@@ -6,7 +6,7 @@ import { homedir, networkInterfaces, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { clientCert, type Pki, writeKubeconfig } from "./certs.ts";
-import { freePort, type Supervised, supervise } from "./process.ts";
+import { freePort, type Supervised, supervise, waitFor } from "./process.ts";
 
 const run = promisify(execFile);
 
@@ -150,10 +150,16 @@ export async function startNode(ctx: NodeContext, options: NodeOptions = {}): Pr
         pidFile("containerd"),
       ),
     );
-    await waitFor("containerd", timeoutMs, procs[0], async () => {
-      await run("ctr", ["--address", sock, "version"], { timeout: 5000 });
-      return true;
-    });
+    await waitFor(
+      "containerd",
+      timeoutMs,
+      procs[0],
+      async () => {
+        await run("ctr", ["--address", sock, "version"], { timeout: 5000 });
+        return true;
+      },
+      500,
+    );
     say("Loading the pause image");
     await importImage(sock, await buildPauseImage(say));
 
@@ -263,24 +269,30 @@ export async function startNode(ctx: NodeContext, options: NodeOptions = {}): Pr
       ),
     );
     say("Waiting for the Node to be Ready");
-    await waitFor(`Node ${name} Ready`, timeoutMs, procs[1], async () => {
-      const { stdout } = await run(
-        "kubectl",
-        [
-          "--kubeconfig",
-          ctx.adminKubeconfig,
-          "get",
-          "node",
-          name,
-          "-o",
-          'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
-        ],
-        { timeout: 10_000 },
-      );
-      if (procs[2]?.child.exitCode !== null) throw new Error("kube-scheduler exited; see its log");
-      if (procs[3]?.child.exitCode !== null) throw new Error("kube-proxy exited; see its log");
-      return stdout.trim() === "True";
-    });
+    await waitFor(
+      `Node ${name} Ready`,
+      timeoutMs,
+      procs[1],
+      async () => {
+        const { stdout } = await run(
+          "kubectl",
+          [
+            "--kubeconfig",
+            ctx.adminKubeconfig,
+            "get",
+            "node",
+            name,
+            "-o",
+            'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+          ],
+          { timeout: 10_000 },
+        );
+        if (procs[2]?.child.exitCode !== null) throw new Error("kube-scheduler exited; see its log");
+        if (procs[3]?.child.exitCode !== null) throw new Error("kube-proxy exited; see its log");
+        return stdout.trim() === "True";
+      },
+      500,
+    );
     return node;
   } catch (err) {
     await node.stop().catch(() => undefined);
@@ -799,28 +811,6 @@ async function stopLeftovers(w: string): Promise<void> {
   if (alive) await killPid(containerd);
   await cleanupHost(w, before, existsSync(`/sys/class/net/${dummyLink}`));
   await rm(w, { recursive: true, force: true });
-}
-
-async function waitFor(
-  what: string,
-  timeoutMs: number,
-  proc: Supervised | undefined,
-  check: () => Promise<boolean>,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = "";
-  for (;;) {
-    if (proc && proc.child.exitCode !== null)
-      throw new Error(`${proc.name} exited while waiting for ${what}; see its log`);
-    try {
-      if (await check()) return;
-    } catch (err) {
-      last = err instanceof Error ? err.message : String(err);
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${last})` : ""}`);
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 /** iptables -S prints rules with quoted comments; split them back into arguments. */

@@ -62,3 +62,31 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * Polls `check` every `intervalMs` until it answers true; fails at once when `proc` has exited
+ * and after `timeoutMs` with the last error `check` threw. Polls a process the harness started
+ * (etcd, the API server, containerd, the Node): not a test, so no expect.poll.
+ */
+export async function waitFor(
+  what: string,
+  timeoutMs: number,
+  proc: Supervised | undefined,
+  check: () => Promise<boolean>,
+  intervalMs = 250,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  for (;;) {
+    if (proc && proc.child.exitCode !== null)
+      throw new Error(`${proc.name} exited while waiting for ${what}; see its log`);
+    try {
+      if (await check()) return;
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (${last})` : ""}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
