@@ -72,7 +72,7 @@ sim: node_modules ## Run the GitHub API simulator in the foreground
 	$(NPM) run sim
 
 .PHONY: bench
-bench: node_modules k8s ## Benchmarks on a fresh control plane; writes bench/results.md (~10 min)
+bench: node_modules k8s ## Benchmarks of the shipped bundle on a fresh control plane; writes bench/results.md (~25 min)
 	$(NPM) run bench
 
 .PHONY: soak

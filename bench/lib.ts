@@ -5,7 +5,7 @@
  * them; bench/run.ts writes bench/results.md and test/e2e/bench.test.ts asserts the counts.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import {
@@ -297,6 +297,34 @@ function keyOf(o: KubernetesObject): string {
   return `${o.metadata?.namespace}/${o.metadata?.name}`;
 }
 
+/** The shipped artifact: the bundle the image's ENTRYPOINT runs (`npm run bundle`). */
+export const bundle = join(root, "dist/ghat.mjs");
+
+/**
+ * How the image starts ghat, read from the Dockerfile so the benchmark cannot drift from it:
+ * the Node flags of its ENTRYPOINT (between node and the bundle) and its environment
+ * (NODE_OPTIONS, MALLOC_ARENA_MAX, NODE_ENV). BENCH_NODE_FLAGS replaces the flags, for
+ * experiments.
+ */
+export function imageCommand(dockerfile = join(root, "Dockerfile")): {
+  nodeFlags: string[];
+  env: Record<string, string>;
+} {
+  const text = readFileSync(dockerfile, "utf8");
+  const entry = text.match(/^ENTRYPOINT\s+(\[.*\])\s*$/m)?.[1];
+  if (!entry) throw new Error(`${dockerfile}: no ENTRYPOINT [...] line`);
+  const argv = JSON.parse(entry) as string[];
+  const at = argv.indexOf("dist/ghat.mjs");
+  if (at < 1) throw new Error(`${dockerfile}: the ENTRYPOINT does not run dist/ghat.mjs`);
+  const env: Record<string, string> = {};
+  for (const m of text.matchAll(/^ENV\s+([A-Z_]+)=("([^"]*)"|(\S*))\s*$/gm)) {
+    const [, name = "", , quoted, bare] = m;
+    if (["NODE_OPTIONS", "MALLOC_ARENA_MAX", "NODE_ENV"].includes(name)) env[name] = quoted ?? bare ?? "";
+  }
+  const override = process.env.BENCH_NODE_FLAGS;
+  return { nodeFlags: override === undefined ? argv.slice(1, at) : override.split(" ").filter(Boolean), env };
+}
+
 /** The operator as a pod runs it, in its own process. */
 export class Operator {
   readonly proc: ChildProcess;
@@ -304,15 +332,23 @@ export class Operator {
   readonly startedAt = Date.now();
   #tail = "";
 
-  /** `entry`: src/main.ts, or dist/main.js (the compiled build the container runs). */
-  constructor(kubeconfig: string, flags: string[] = [], entry = join(root, "src/main.ts")) {
+  /**
+   * `entry`: src/main.ts, or dist/ghat.mjs (the bundle the image runs; `bundle` above), which
+   * is started with the image's Node flags and environment (imageCommand). `nodeFlags`: extra
+   * Node flags (profiling).
+   */
+  constructor(
+    kubeconfig: string,
+    flags: string[] = [],
+    entry = join(root, "src/main.ts"),
+    nodeFlags: string[] = [],
+  ) {
+    const image = entry === bundle ? imageCommand() : { nodeFlags: [], env: {} };
     this.proc = spawn(
       process.execPath,
       [
-        // The V8 flags the chart and the image set (charts/ghat values nodeOptions).
-        ...(process.env.BENCH_NODE_OPTIONS ?? "--max-semi-space-size=2 --max-old-space-size=192")
-          .split(" ")
-          .filter(Boolean),
+        ...image.nodeFlags,
+        ...nodeFlags,
         entry,
         "--kubeconfig",
         kubeconfig,
@@ -340,7 +376,7 @@ export class Operator {
         "100000",
         ...flags,
       ],
-      { stdio: ["ignore", "pipe", "pipe"] },
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...image.env } },
     );
     this.started = new Promise((resolve, reject) => {
       const onData = (chunk: Buffer) => {
@@ -377,6 +413,39 @@ export class Operator {
     return cpuSecondsOf(this.proc.pid ?? 0);
   }
 
+  /**
+   * Resident memory by mapping, KiB: "node" (the binary's pages: code and data the process
+   * touched), "[anon]" (V8's heap, malloc arenas, WebAssembly memory), "[heap]" (the brk
+   * malloc heap) and shared libraries; entries under 1 MiB are left out.
+   */
+  rssByMapping(): Record<string, number> {
+    const out: Record<string, number> = {};
+    let name = "";
+    for (const line of readFileSync(`/proc/${this.proc.pid}/smaps`, "utf8").split("\n")) {
+      const m = line.match(/^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/);
+      if (m) name = (m[1] || "[anon]").split("/").pop() ?? "";
+      else if (line.startsWith("Rss:")) out[name] = (out[name] ?? 0) + Number(line.split(/\s+/)[1]);
+    }
+    return Object.fromEntries(Object.entries(out).filter(([, v]) => v >= 1024));
+  }
+
+  /** CPU seconds by thread name (threads of one name summed): the main thread, V8's workers, libuv's pool. */
+  threadCpu(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const pid = this.proc.pid ?? 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+        const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+        const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) / 100;
+      } catch {
+        // the thread ended
+      }
+    }
+    return out;
+  }
+
   async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
     if (this.proc.exitCode !== null) return;
     const exited = new Promise((resolve) => this.proc.once("exit", resolve));
@@ -410,6 +479,16 @@ export function metricSum(text: string, name: string, labels: Record<string, str
 /** Number of series of a metric. */
 export function metricSeries(text: string, name: string): number {
   return text.split("\n").filter((l) => l.startsWith(`${name}{`)).length;
+}
+
+/** ghat's requests by verb and resource ("get secrets", "list secrets", "patch secrets"…), from its metrics. */
+export function requestsOf(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of text.split("\n")) {
+    const m = line.match(/^ghat_kube_requests_total\{verb="(\w+)",resource="([^"]*)"\} (\S+)$/);
+    if (m) out[`${m[1]} ${m[2]}`] = Number(m[3]);
+  }
+  return out;
 }
 
 /** ghat's write requests (post, put, patch, delete) by resource, from its metrics. */

@@ -17,6 +17,7 @@ import {
   Observer,
   Operator,
   percentile,
+  requestsOf,
   tokenSpec,
   total,
   until,
@@ -33,8 +34,12 @@ export interface BurstResult {
   p99Ms: number;
   mints: number;
   operatorWrites: Record<string, number>;
+  /** Every request ghat made in the burst, by verb and resource (reads included). */
+  operatorRequests: Record<string, number>;
   apiserverRequests: Record<string, number>;
   operatorCpuS: number;
+  /** Set by bench/run.ts: the API server's CPU over the burst. */
+  apiserverCpuS?: number;
   operatorPeakRssMiB: number;
   operatorRssMiB: number;
   operatorHeapMiB: number;
@@ -59,7 +64,9 @@ export async function burst(
       tokenSpec(namespaces[Math.floor(i / per)] ?? "", `t${i}`, { sharing: "None" }),
     );
     const mintsBefore = mints(gh.sim);
-    const writesBefore = writesOf(await op.metrics());
+    const metricsBefore = await op.metrics();
+    const writesBefore = writesOf(metricsBefore);
+    const requestsBefore = requestsOf(metricsBefore);
     const apiBefore = await apiserverRequests(k);
     const cpuBefore = op.cpuSeconds();
     const t0 = Date.now();
@@ -78,6 +85,7 @@ export async function burst(
       p99Ms: percentile(latencies, 99),
       mints: mints(gh.sim) - mintsBefore,
       operatorWrites: diff(writesOf(metrics), writesBefore),
+      operatorRequests: diff(requestsOf(metrics), requestsBefore),
       apiserverRequests: diff(await apiserverRequests(k), apiBefore),
       operatorCpuS: op.cpuSeconds() - cpuBefore,
       operatorPeakRssMiB: mem.peakKiB / 1024,
@@ -110,6 +118,58 @@ export async function idle(
   } finally {
     await obs.stop();
   }
+}
+
+export interface IdleResult {
+  tokens: number;
+  windowS: number;
+  cpuS: number;
+  cpuByThread: Record<string, number>;
+  /** ghat's requests in the window, by verb and resource. */
+  requests: Record<string, number>;
+  rssMiB: number;
+  heapUsedMiB: number;
+  heapTotalMiB: number;
+  externalMiB: number;
+  /** Resident KiB by mapping at the end (Operator.rssByMapping). */
+  mappings: Record<string, number>;
+}
+
+/**
+ * The operator left alone with `tokens` current tokens: CPU over `windowS` (after `settleS`
+ * for the GC and memory reducer to finish with the burst before), then memory.
+ */
+export async function idleWindow(
+  op: Operator,
+  tokens: number,
+  windowS: number,
+  settleS = 30,
+): Promise<IdleResult> {
+  await sleep(settleS * 1000);
+  const cpu0 = op.cpuSeconds();
+  const threads0 = op.threadCpu();
+  const requests0 = requestsOf(await op.metrics());
+  await sleep(windowS * 1000);
+  const cpuS = op.cpuSeconds() - cpu0;
+  const metrics = await op.metrics();
+  const g = (name: string) => metricSum(metrics, name) / 2 ** 20;
+  return {
+    tokens,
+    windowS,
+    cpuS,
+    cpuByThread: diff(op.threadCpu(), threads0),
+    requests: diff(requestsOf(metrics), requests0),
+    rssMiB: op.memory().rssKiB / 1024,
+    heapUsedMiB: g("nodejs_heap_size_used_bytes"),
+    heapTotalMiB: g("nodejs_heap_size_total_bytes"),
+    externalMiB: g("nodejs_external_memory_bytes"),
+    mappings: op.rssByMapping(),
+  };
+}
+
+/** A wait of known length (the idle window itself; never a wait for a condition). */
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export interface RestartResult {

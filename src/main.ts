@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
-import { CoordinationV1Api, KubeConfig } from "@kubernetes/client-node";
+import { KubeConfig } from "@kubernetes/client-node";
 import { type Clock, systemClock } from "./clock.ts";
 import { type Config, ConfigError, kubeAccessProblem, parseConfig, startupSummary, usage } from "./config.ts";
 import { AppResolver } from "./controller/apps.ts";
@@ -16,7 +16,7 @@ import { startHealthServer } from "./health.ts";
 import { ClusterCache, tokenSource } from "./kube/cache.ts";
 import { instrument } from "./kube/instrument.ts";
 import { KubeClient } from "./kube/kube.ts";
-import { LeaderElector } from "./kube/lease.ts";
+import { LeaderElector, leaseApi } from "./kube/lease.ts";
 import { KubeWorkloads } from "./kube/workloads.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { Metrics, startMetricsServer } from "./metrics.ts";
@@ -113,6 +113,12 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     onReconciled: (ms) => metrics.reconcileDuration.observe(ms / 1000),
   });
   const queue = controller.queue;
+  // What ghat wrote is what the next reconcile reads: no GET for its data, no reconcile for its echo.
+  kube.onSecretWritten = (secret) => {
+    cache.rememberSecret(secret);
+    const m = secret.metadata;
+    controller?.secretWritten(m?.namespace ?? "", m?.name ?? "", m?.resourceVersion);
+  };
   const gateway = createGateway({
     clock,
     log,
@@ -207,7 +213,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
   queue.pause();
   if (config.leaderElect) {
     elector = new LeaderElector({
-      api: kubeConfig.makeApiClient(CoordinationV1Api),
+      api: leaseApi(kube.rest),
       namespace: config.leaderElectionNamespace ?? config.operatorNamespace,
       name: config.leaderElectionId,
       identity: deps.identity ?? `${hostname()}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`,

@@ -22,7 +22,7 @@ export class Metrics {
   });
   readonly kubeRequests = new Counter({
     name: "ghat_kube_requests_total",
-    help: "Requests to the Kubernetes API (watch streams excluded) by verb and resource.",
+    help: "Requests to the Kubernetes API by verb (get, list for cache lists, post, patch, put, delete; watch streams excluded) and resource.",
     labelNames: ["verb", "resource"],
     registers: [this.registry],
   });
@@ -123,7 +123,9 @@ export class Metrics {
     // Node's and the process's metrics under their standard names (process_cpu_seconds_total,
     // process_resident_memory_bytes, nodejs_heap_size_used_bytes, …), unprefixed, so that stock
     // Node.js dashboards and alerts work; the job/pod labels of the scrape say they are ghat's.
-    collectDefaultMetrics({ register: this.registry });
+    // The event-loop delay histogram samples once a second, not every 10 ms (prom-client's
+    // default): 100 wake-ups a second were most of an idle operator's CPU (bench/results.md).
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 1000 });
     this.buildInfo.set(build, 1);
   }
 }

@@ -98,12 +98,12 @@ export class AppResolver {
     let keyNamespace: string;
     let policy: ClusterAppPolicy | undefined;
     if (kind === "GitHubApp") {
-      const parsed = githubApp.safeParse(raw);
+      const parsed = parseApp(githubApp, raw);
       if (!parsed.success) return invalidApp(kind, name, parsed.error);
       spec = parsed.data.spec;
       keyNamespace = ns;
     } else {
-      const parsed = clusterGitHubApp.safeParse(raw);
+      const parsed = parseApp(clusterGitHubApp, raw);
       if (!parsed.success) return invalidApp(kind, name, parsed.error);
       const pre = evaluatePolicy(
         name,
@@ -144,7 +144,7 @@ export class AppResolver {
     const raw = this.#deps.source.app(kind, kind === "GitHubApp" ? namespace : "", name);
     if (raw === undefined)
       return { ok: false, code: "AppNotFound", message: `${kind} "${name}" does not exist` };
-    const parsed = kind === "GitHubApp" ? githubApp.safeParse(raw) : clusterGitHubApp.safeParse(raw);
+    const parsed = kind === "GitHubApp" ? parseApp(githubApp, raw) : parseApp(clusterGitHubApp, raw);
     if (!parsed.success) return invalidApp(kind, name, parsed.error);
     const keyNamespace = kind === "GitHubApp" ? namespace : this.#deps.operatorNamespace;
     const policy = parsed.data.kind === "ClusterGitHubApp" ? parsed.data.spec.policy : undefined;
@@ -322,6 +322,21 @@ function policyRequest(
 /** A DNS subdomain (RFC 1123): what the API server accepts as a Secret's name. */
 function isObjectName(name: string): boolean {
   return name.length <= 253 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(name);
+}
+
+/**
+ * An App as read from the cache, parsed once per object: the informer replaces the object on
+ * every change, so its identity is its version. Every reconcile of every token resolves its
+ * App, and parsing it each time was a large part of a burst's CPU.
+ */
+const parsedApps = new WeakMap<object, z.ZodSafeParseResult<unknown>>();
+function parseApp<T extends z.ZodType>(schema: T, raw: unknown): z.ZodSafeParseResult<z.output<T>> {
+  if (typeof raw !== "object" || raw === null) return schema.safeParse(raw);
+  const hit = parsedApps.get(raw) as z.ZodSafeParseResult<z.output<T>> | undefined;
+  if (hit) return hit;
+  const parsed = schema.safeParse(raw);
+  parsedApps.set(raw, parsed);
+  return parsed;
 }
 
 function invalidApp(kind: string, name: string, error: z.ZodError): AppResolution {

@@ -48,6 +48,15 @@ export class Controller {
    * token. Without this, every App status write would re-reconcile all of its tokens.
    */
   readonly #appSpecSeen = new Map<string, string>();
+  /**
+   * Per GitHubAppToken, what a reconcile reads of the object apart from its status (uid,
+   * generation, being deleted, finalizers): an update that changes none of it — ghat's own
+   * status write, most of all — queues nothing. The reconciler decides status from what it
+   * wrote itself (Reporter), so a status change alone never needs a reconcile.
+   */
+  readonly #tokenSeen = new Map<string, string>();
+  /** Secrets as ghat last wrote them (namespace/name → resourceVersion): their echo queues nothing. */
+  readonly #secretsWritten = new Map<string, string>();
 
   constructor(deps: ControllerDeps) {
     this.#d = deps;
@@ -77,7 +86,39 @@ export class Controller {
   onChange(kind: Kind, obj: KubernetesObject, event: "add" | "update" | "delete"): void {
     if (event === "delete" && (kind === "GitHubApp" || kind === "ClusterGitHubApp"))
       this.#appSpecSeen.delete(`${kind}/${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`);
+    if (kind === "GitHubAppToken" && !this.#tokenChanged(obj, event)) return;
+    if (kind === "Secret" && this.#ownSecretWrite(obj, event)) return;
     for (const key of this.keysFor(kind, obj)) this.queue.add(key);
+  }
+
+  /** ghat wrote this Secret at this resourceVersion (the response of its apply). */
+  secretWritten(namespace: string, name: string, resourceVersion: string | undefined): void {
+    if (!resourceVersion) return;
+    this.#secretsWritten.set(`${namespace}/${name}`, resourceVersion);
+    // Entries go when their echo arrives; a write whose echo never came (the Secret was
+    // replaced at once) must not stay forever.
+    if (this.#secretsWritten.size > 100_000) this.#secretsWritten.clear();
+  }
+
+  #ownSecretWrite(obj: KubernetesObject, event: "add" | "update" | "delete"): boolean {
+    const id = `${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`;
+    const written = this.#secretsWritten.get(id);
+    if (written === undefined) return false;
+    this.#secretsWritten.delete(id);
+    return event !== "delete" && written === obj.metadata?.resourceVersion;
+  }
+
+  #tokenChanged(obj: KubernetesObject, event: "add" | "update" | "delete"): boolean {
+    const id = `${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`;
+    if (event === "delete") {
+      this.#tokenSeen.delete(id);
+      return true;
+    }
+    const m = obj.metadata;
+    const state = `${m?.uid ?? ""}|${m?.generation ?? ""}|${m?.deletionTimestamp ?? ""}|${(m?.finalizers ?? []).join(",")}`;
+    const before = this.#tokenSeen.get(id);
+    this.#tokenSeen.set(id, state);
+    return event === "add" || before !== state;
   }
 
   /** After a relist, re-check everything so deletes missed while disconnected are seen. */

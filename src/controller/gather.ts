@@ -11,6 +11,13 @@ import type { ObservedSecretRaw, TokenSource } from "./ports.ts";
 /**
  * Everything the plan needs about one GitHubAppToken, read from the caches (the Secrets'
  * data may take a GET): its Secrets decoded, the scope it asks for, how to render outputs.
+ *
+ * `assumeAbsent` (a key's first pass in this process): a Secret the managed cache does not
+ * have is taken to be absent without a GET, and listed in `unverified` so that it is written
+ * create-only. Every Secret ghat writes carries the managed label, so after the cache's first
+ * list the only Secrets it misses are new names and foreign Secrets; a foreign one makes the
+ * create fail (409) and the pass is run again with reads (Reconciler). Later passes read on a
+ * miss, since the cache may not have seen ghat's own write yet.
  */
 export async function gather(
   source: TokenSource,
@@ -19,10 +26,17 @@ export async function gather(
   appProblem: { code: ErrorCode; message: string } | undefined,
   facts: SpecFacts,
   now: number,
+  assumeAbsent = false,
 ): Promise<Observed> {
   const ns = token.metadata.namespace ?? "";
   const secrets = new Map<string, ObservedSecret>();
+  const unverified = new Set<string>();
+  const deleting = token.metadata.deletionTimestamp !== undefined;
   for (const target of token.spec.secrets) {
+    if (assumeAbsent && !deleting && source.cached && !source.cached(ns, target.name)) {
+      unverified.add(target.name);
+      continue;
+    }
     const s = await source.secret(ns, target.name);
     if (s) secrets.set(target.name, decodeSecret(s, token.metadata.uid ?? ""));
   }
@@ -31,12 +45,13 @@ export async function gather(
   return {
     now,
     tokenName: token.metadata.name,
-    deleting: token.metadata.deletionTimestamp !== undefined,
+    deleting,
     hasFinalizer: token.metadata.finalizers?.includes(finalizer) ?? false,
     specProblems: facts.problems,
     appProblem,
     targets: token.spec.secrets,
     secrets,
+    ...(unverified.size > 0 ? { unverified } : {}),
     scopeHash: scopeHash(
       tokenScope(token.spec, { namespace: app?.namespace, issuer: app?.issuer ?? "", baseUrl }),
     ),

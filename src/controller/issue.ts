@@ -1,6 +1,6 @@
 import type { GitHubAppToken } from "../api/githubapptoken.ts";
 import type { Clock } from "../clock.ts";
-import { GhatError } from "../core/errors.ts";
+import { GhatError, SecretExists } from "../core/errors.ts";
 import { mintKeys, reusable, supersededBy } from "../core/issuance.ts";
 import type { DesiredSecret } from "../core/outputs.ts";
 import {
@@ -94,7 +94,13 @@ export class Issuer {
       ...observed,
       render: { ...observed.render, owner: observed.render.owner ?? minted.owner },
     };
-    await writeSecrets(this.#d.kube, token, observed, desiredSecrets(withOwner, current));
+    try {
+      await writeSecrets(this.#d.kube, token, observed, desiredSecrets(withOwner, current));
+    } catch (err) {
+      // A Secret taken to be absent exists (a foreign one): this token reaches no reader.
+      if (err instanceof SecretExists) this.#withdrawMinted(key, app, minted, obtained.reused, "unwritten");
+      throw err;
+    }
     const endpoint = endpointOf(app.spec);
     for (const old of superseded) {
       if (old !== minted.token) this.#d.revoker.later(key, old, endpoint, token.status?.installationId);
@@ -135,6 +141,18 @@ export class Issuer {
   }
 
   /**
+   * A token that must not be used: out of the shared pool, and revoked at once unless a
+   * Secret of another GitHubAppToken holds it (it was taken from a sharer's mint).
+   */
+  #withdrawMinted(key: string, app: ResolvedApp, minted: Minted, reused: boolean, why: string): void {
+    this.#d.shared.discard(minted.token);
+    if (reused && this.#d.heldElsewhere(key, minted.token)) return;
+    this.#d.revoker.now(endpointOf(app.spec), minted.token, minted.installationId).catch((err: unknown) => {
+      this.#d.log.warn({ err, key }, `Failed to revoke a token ${why}; it expires within the hour`);
+    });
+  }
+
+  /**
    * A ClusterGitHubApp's policy, checked against what GitHub resolved and granted rather than
    * what the token named: a repository GitHub redirected to another owner, or an installation
    * id of another account, must not yield a token. Such a token is revoked at once.
@@ -148,15 +166,7 @@ export class Issuer {
       permissions: minted.permissions,
     });
     if (verdict.allowed) return;
-    this.#d.shared.discard(minted.token);
-    if (!reused || !this.#d.heldElsewhere(key, minted.token)) {
-      this.#d.revoker.now(endpointOf(app.spec), minted.token, minted.installationId).catch((err: unknown) => {
-        this.#d.log.warn(
-          { err, key },
-          "Failed to revoke a token outside the policy; it expires within the hour",
-        );
-      });
-    }
+    this.#withdrawMinted(key, app, minted, reused, "outside the policy");
     throw new GhatError(
       "NotPermitted",
       `GitHub granted a token outside ClusterGitHubApp "${app.name}"'s policy (${verdict.reason}); it was revoked`,
@@ -168,12 +178,18 @@ export class Issuer {
 export async function writeSecrets(
   kube: Pick<KubeWriter, "applySecret">,
   token: GitHubAppToken,
-  observed: Pick<Observed, "secrets">,
+  observed: Pick<Observed, "secrets" | "unverified">,
   secrets: DesiredSecret[],
 ): Promise<void> {
   const ns = token.metadata.namespace ?? "";
   const owner = { kind: "GitHubAppToken" as const, name: token.metadata.name, uid: token.metadata.uid ?? "" };
   for (const secret of secrets) {
-    await kube.applySecret(ns, secret, owner, observed.secrets.get(secret.name)?.type);
+    await kube.applySecret(
+      ns,
+      secret,
+      owner,
+      observed.secrets.get(secret.name)?.type,
+      observed.unverified?.has(secret.name) ?? false,
+    );
   }
 }

@@ -27,6 +27,11 @@ export interface KeyRecord {
    * whole, Kubernetes may delete the Secrets before the finalizer runs.
    */
   held?: string | undefined;
+  /**
+   * A pass has gathered this key in this process: from now on a Secret the managed cache
+   * misses is read from the API server (see gather's assumeAbsent).
+   */
+  gathered?: boolean | undefined;
   /** Where its tokens were minted: a token is revoked there, never at a default host. */
   endpoint?: Endpoint | undefined;
 }

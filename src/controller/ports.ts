@@ -23,6 +23,11 @@ export interface TokenSource {
   /** A managed Secret: metadata from the cache, data from a cache or the API server. */
   secret(namespace: string, name: string): Promise<ObservedSecretRaw | undefined>;
   /**
+   * Whether the managed-Secret cache (metadata, synced) has this Secret. Without it, every
+   * Secret the cache does not have is read from the API server.
+   */
+  cached?(namespace: string, name: string): boolean;
+  /**
    * How many managed Secrets in the namespace, other than those of `exceptToken`, hold the
    * token with this hash: a shared token is revoked only when this is 0.
    */

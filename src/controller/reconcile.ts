@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { type GitHubAppToken, githubAppToken } from "../api/githubapptoken.ts";
-import { GhatError, toGhatError } from "../core/errors.ts";
+import { GhatError, SecretExists, toGhatError } from "../core/errors.ts";
 import { tooShort } from "../core/issuance.ts";
 import { OutputError } from "../core/outputs.ts";
 import { type CurrentToken, currentToken, type Observed, plan, tokenHash } from "../core/plan.ts";
@@ -97,7 +97,16 @@ export class Reconciler {
       const endpoint = resolution.ok ? resolution.app.spec : (resolution.endpoint ?? memory.endpoint);
       if (endpoint) memory.endpoint = endpointOf(endpoint);
       const problem = resolution.ok ? undefined : resolution;
-      const observed = await gather(this.#d.source, token, app, problem, facts, this.#d.clock.now());
+      const observed = await gather(
+        this.#d.source,
+        token,
+        app,
+        problem,
+        facts,
+        this.#d.clock.now(),
+        !memory.gathered,
+      );
+      memory.gathered = true;
       if (memory.issued) observed.known = [memory.issued];
       memory.held = currentToken(observed)?.token ?? memory.held;
       pass = { key, token, facts, observed, app, endpoint: memory.endpoint, memory, log };
@@ -112,6 +121,8 @@ export class Reconciler {
       memory.backoff = undefined;
       return outcome;
     } catch (err) {
+      // A Secret taken to be absent exists: look again, this time reading it.
+      if (err instanceof SecretExists && pass?.observed.unverified) return this.reconcile(key);
       const error = err instanceof OutputError ? new GhatError("InvalidSpec", err.message) : toGhatError(err);
       return this.#onError(key, token, pass, error, inputs, log);
     }

@@ -91,6 +91,13 @@ export class GhatError extends Error {
   }
 }
 
+/** A create-only Secret write found a Secret of that name: it was not changed. */
+export class SecretExists extends GhatError {
+  constructor(namespace: string, name: string) {
+    super("SecretConflict", `Secret "${name}" already exists in namespace "${namespace}"`, { status: 409 });
+  }
+}
+
 /** Normalises anything thrown into a GhatError without leaking its message verbatim. */
 export function toGhatError(err: unknown, fallback: ErrorCode = "KubernetesError"): GhatError {
   if (err instanceof GhatError) return err;

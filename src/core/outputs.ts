@@ -149,9 +149,19 @@ export function hasControlCharacter(value: string): boolean {
 const hostPattern = /^([A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$/;
 
 function checkedHost(host: string): string {
-  if (!hostPattern.test(host))
+  if (!hostPattern.test(host) || !parsesAsHost(host))
     throw new OutputError(`the GitHub host ${JSON.stringify(host)} is not a host name`);
   return host;
+}
+
+/** What a URL parser (git's, curl's, Node's) accepts: "github.com.0" is an invalid IPv4 address to it. */
+function parsesAsHost(host: string): boolean {
+  try {
+    new URL(`https://${host}/`);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** encodeURIComponent, as an OutputError for strings it cannot encode (lone surrogates). */

@@ -42,6 +42,12 @@ export interface Observed {
   targets: readonly SecretTarget[];
   /** Observed Secrets by name; absent names do not exist. */
   secrets: ReadonlyMap<string, ObservedSecret>;
+  /**
+   * Names taken to be absent without a read (the managed-Secret cache does not have them and
+   * this process has not written them): written create-only, so a Secret that exists after
+   * all is never overwritten (src/controller/gather.ts).
+   */
+  unverified?: ReadonlySet<string>;
   scopeHash: string;
   minRemainingMs: number;
   /** Context for rendering outputs, minus the token and its times. */

@@ -35,7 +35,8 @@ export function tokenScope(
     },
     permissions: Object.entries(spec.permissions ?? {})
       .map(([name, level]): [string, string] => [name, level])
-      .sort(([a], [b]) => a.localeCompare(b)),
+      // Code-unit order, not localeCompare: the same on every machine, and no ICU data paged in.
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
     repositories: [...new Set((spec.repositories ?? []).map((r) => r.toLowerCase()))].sort(),
     repositoryIds: [...new Set(spec.repositoryIds ?? [])].sort((a, b) => a - b),
   };

@@ -202,7 +202,7 @@ function sortKeys(v: unknown): unknown {
     return Object.fromEntries(
       Object.entries(v)
         .filter(([, x]) => x !== undefined)
-        .sort(([a], [b]) => a.localeCompare(b))
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
         .map(([k, x]) => [k, sortKeys(x)]),
     );
   }

@@ -1,4 +1,4 @@
-import { CoreV1Api, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import { appSecretName } from "../api/githubapp.ts";
 import { group, version } from "../api/meta.ts";
 import type { Clock } from "../clock.ts";
@@ -7,6 +7,7 @@ import { annotations, labels, managedByValue } from "../core/outputs.ts";
 import type { Logger } from "../log.ts";
 import { Informer } from "./informer.ts";
 import { call } from "./kube.ts";
+import { KubeRest, pathOf } from "./rest.ts";
 import { SecretDataCache, type SecretView } from "./secrets.ts";
 
 export type Kind = "GitHubAppToken" | "GitHubApp" | "ClusterGitHubApp" | "Secret" | "KeySecret" | "Namespace";
@@ -44,7 +45,7 @@ type Obj = KubernetesObject & { data?: Record<string, string>; type?: string };
  */
 export class ClusterCache {
   readonly #o: CacheOptions;
-  readonly #core: CoreV1Api;
+  readonly #rest: KubeRest;
   readonly #tokens: Informer<Obj>[] = [];
   readonly #apps: Informer<Obj>[] = [];
   readonly #clusterApps: Informer<Obj>;
@@ -62,7 +63,7 @@ export class ClusterCache {
 
   constructor(options: CacheOptions) {
     this.#o = options;
-    this.#core = options.kubeConfig.makeApiClient(CoreV1Api);
+    this.#rest = new KubeRest(options.kubeConfig);
     this.#data = new SecretDataCache(options.secretData);
     const scopes = options.namespaces.length === 0 ? [undefined] : options.namespaces;
     const selector = `${labels.managedBy}=${managedByValue}`;
@@ -151,7 +152,7 @@ export class ClusterCache {
   async readSecret(namespace: string, name: string): Promise<Obj | undefined> {
     return (await call(
       `read Secret ${namespace}/${name}`,
-      () => this.#core.readNamespacedSecret({ namespace, name }),
+      () => this.#rest.get<Obj>(pathOf("v1", "secrets", namespace, name)),
       [404],
     )) as Obj | undefined;
   }
@@ -178,6 +179,15 @@ export class ClusterCache {
     // Only a Secret the metadata cache sees can be kept: its updates and deletes drop the entry.
     if (meta) this.#data.set(full as SecretView);
     return full as SecretView;
+  }
+
+  /**
+   * A Secret as ghat's own write returned it: its data is kept as a read would have kept it,
+   * so the reconcile that follows the write's echo needs no GET.
+   */
+  rememberSecret(secret: SecretView & { metadata?: { managedFields?: unknown } }): void {
+    delete secret.metadata?.managedFields;
+    this.#data.set(secret);
   }
 
   /** Owned-Secret data kept now (entries and decoded bytes), for tests and metrics. */
@@ -368,11 +378,13 @@ export function isObjectName(name: string): boolean {
 export function tokenSource(cache: ClusterCache): {
   token(namespace: string, name: string): unknown;
   secret(namespace: string, name: string): Promise<SecretView | undefined>;
+  cached(namespace: string, name: string): boolean;
   holders(namespace: string, tokenHash: string, exceptToken: string): number;
 } {
   return {
     token: (ns, name) => cache.token(ns, name),
     secret: (ns, name) => cache.secret(ns, name),
+    cached: (ns, name) => cache.managedSecretMetadata(ns, name) !== undefined,
     holders: (ns, hash, exceptToken) => cache.secretsHolding(ns, hash, exceptToken),
   };
 }

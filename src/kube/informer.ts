@@ -1,8 +1,8 @@
 import { STATUS_CODES } from "node:http";
-import { createInterface } from "node:readline";
-import { Readable } from "node:stream";
+import { createInterface, type Interface } from "node:readline";
+import type { Readable } from "node:stream";
 import { HttpMethod, type KubeConfig, type KubernetesObject, RequestContext } from "@kubernetes/client-node";
-import { fetch } from "undici";
+import { request } from "undici";
 import type { Clock } from "../clock.ts";
 import { GhatError } from "../core/errors.ts";
 import type { Logger } from "../log.ts";
@@ -344,8 +344,8 @@ export class Informer<T extends KubernetesObject> {
     verb: string,
   ): Promise<unknown> {
     const { url, ctx } = await this.#prepare(query, accept);
-    // Counted like the API clients' requests: by HTTP method.
-    observerOf(this.#o.kubeConfig)?.("get", resourceOf(url.toString()));
+    // Counted with the REST client's requests, as "list" (its GETs of one object are "get").
+    observerOf(this.#o.kubeConfig)?.("list", resourceOf(url.toString()));
     const abort = new AbortController();
     this.#abort = abort;
     let timedOut = false;
@@ -354,14 +354,14 @@ export class Informer<T extends KubernetesObject> {
       abort.abort();
     });
     try {
-      const res = await fetch(url, {
+      const res = await request(url, {
         headers: ctx.getHeaders(),
         dispatcher: ctx.getDispatcher() as never,
         signal: abort.signal,
       });
-      const text = await res.text();
-      if (res.status === 410) throw new Expired();
-      if (res.status !== 200) throw httpError(res.status, text);
+      const text = await res.body.text();
+      if (res.statusCode === 410) throw new Expired();
+      if (res.statusCode !== 200) throw httpError(res.statusCode, text);
       return JSON.parse(text) as unknown;
     } catch (err) {
       if (timedOut)
@@ -392,18 +392,19 @@ export class Informer<T extends KubernetesObject> {
     };
     arm();
     let input: Readable | undefined;
+    let lines: Interface | undefined;
     try {
-      const res = await fetch(url, {
+      const res = await request(url, {
         headers: ctx.getHeaders(),
         dispatcher: ctx.getDispatcher() as never,
         signal: abort.signal,
       });
-      if (res.status === 410) throw new Expired();
-      if (res.status !== 200 || !res.body) throw httpError(res.status, await res.text());
-      input = Readable.fromWeb(res.body as never);
+      input = res.body;
       // Aborting (idle timer, stop, a thrown event) errors the stream: that is handled here.
       input.on("error", () => undefined);
-      const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
+      if (res.statusCode === 410) throw new Expired();
+      if (res.statusCode !== 200) throw httpError(res.statusCode, await res.body.text());
+      lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
       for await (const line of lines) {
         if (!line.trim()) continue;
         arm();
@@ -421,8 +422,11 @@ export class Informer<T extends KubernetesObject> {
       throw err;
     } finally {
       cancel();
-      abort.abort();
+      // readline goes first: it re-emits its input's errors (undici errors a body destroyed
+      // before its end) as its own, where no one listens any more.
+      lines?.close();
       input?.destroy();
+      abort.abort();
       if (this.#abort === abort) this.#abort = undefined;
     }
   }

@@ -1,18 +1,11 @@
 import { hostname } from "node:os";
-import {
-  ApiException,
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  KubernetesObjectApi,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1Secret,
-} from "@kubernetes/client-node";
-import { apiVersion, group, version } from "../api/meta.ts";
+import type { KubeConfig } from "@kubernetes/client-node";
+import { apiVersion } from "../api/meta.ts";
 import type { Clock } from "../clock.ts";
-import { GhatError, redact } from "../core/errors.ts";
+import { GhatError, redact, SecretExists } from "../core/errors.ts";
 import type { DesiredSecret } from "../core/outputs.ts";
+import { applyPatch, jsonPatch, KubeApiError, KubeRest, pathOf } from "./rest.ts";
+import type { SecretView } from "./secrets.ts";
 
 /** The only field manager ghat applies with. */
 export const fieldManager = "ghat";
@@ -41,11 +34,16 @@ export interface ObjectRef {
 
 /** Everything ghat writes to the API server. The reconciler depends on this, not on client-node. */
 export interface KubeWriter {
+  /**
+   * `createOnly`: the Secret is believed absent (never read); if one of that name exists after
+   * all, nothing is written and a SecretExists error is thrown.
+   */
   applySecret(
     namespace: string,
     secret: DesiredSecret,
     owner: OwnerRef,
     observedType: string | undefined,
+    createOnly?: boolean,
   ): Promise<void>;
   deleteSecret(namespace: string, name: string): Promise<void>;
   applyTokenStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void>;
@@ -61,28 +59,22 @@ export interface KubeWriter {
 
 /** The KubeWriter on a real API server: server-side apply for Secrets and status. */
 export class KubeClient implements KubeWriter {
-  readonly #objects: KubernetesObjectApi;
-  readonly #core: CoreV1Api;
-  readonly #custom: CustomObjectsApi;
+  readonly #rest: KubeRest;
   readonly #clock: Clock;
   readonly #instance: string;
+  /** Called with each Secret as the API server returned it from ghat's apply. */
+  onSecretWritten: ((secret: SecretView) => void) | undefined;
 
   /** `instance` names this replica on the events it records (the pod name in a cluster). */
   constructor(kubeConfig: KubeConfig, clock: Clock, instance: string = process.env.POD_NAME || hostname()) {
-    this.#objects = KubernetesObjectApi.makeApiClient(kubeConfig);
-    this.#core = kubeConfig.makeApiClient(CoreV1Api);
-    this.#custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#rest = new KubeRest(kubeConfig);
     this.#clock = clock;
     // The API server refuses a reportingInstance longer than 128 characters.
     this.#instance = instance.slice(0, 128);
   }
 
-  get core(): CoreV1Api {
-    return this.#core;
-  }
-
-  get custom(): CustomObjectsApi {
-    return this.#custom;
+  get rest(): KubeRest {
+    return this.#rest;
   }
 
   async applySecret(
@@ -90,16 +82,21 @@ export class KubeClient implements KubeWriter {
     secret: DesiredSecret,
     owner: OwnerRef,
     observedType: string | undefined,
+    createOnly = false,
   ) {
     // A Secret's type is immutable: a format change that changes the type replaces the Secret.
     if (observedType !== undefined && observedType !== secret.type)
       await this.deleteSecret(namespace, secret.name);
-    const body: V1Secret = {
+    const body = {
       apiVersion: "v1",
       kind: "Secret",
       metadata: {
         name: secret.name,
         namespace,
+        // A resourceVersion no object has: an apply that would create the Secret goes ahead (the
+        // API server ignores it on create), one that would change an existing Secret fails
+        // with 409. etcd's first revision is 1 and every write comes after it.
+        ...(createOnly ? { resourceVersion: createOnlyResourceVersion } : {}),
         labels: secret.labels,
         annotations: secret.annotations,
         ownerReferences: [
@@ -118,15 +115,26 @@ export class KubeClient implements KubeWriter {
         Object.entries(secret.data).map(([k, v]) => [k, Buffer.from(v).toString("base64")]),
       ),
     };
-    await call(`apply Secret ${namespace}/${secret.name}`, () =>
-      this.#objects.patch(body, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
-    );
+    let written: SecretView | undefined;
+    try {
+      written = await this.#rest.patch<SecretView>(
+        pathOf("v1", "secrets", namespace, secret.name),
+        applyPatch,
+        body,
+        { fieldManager, force: "true" },
+      );
+    } catch (err) {
+      if (createOnly && err instanceof KubeApiError && err.code === 409)
+        throw new SecretExists(namespace, secret.name);
+      await call(`apply Secret ${namespace}/${secret.name}`, () => Promise.reject(err));
+    }
+    if (written) this.onSecretWritten?.(written);
   }
 
   async deleteSecret(namespace: string, name: string) {
     await call(
       `delete Secret ${namespace}/${name}`,
-      () => this.#core.deleteNamespacedSecret({ namespace, name }),
+      () => this.#rest.delete(pathOf("v1", "secrets", namespace, name)),
       [404],
     );
   }
@@ -134,10 +142,10 @@ export class KubeClient implements KubeWriter {
   async applyTokenStatus(namespace: string, name: string, status: Record<string, unknown>) {
     const body = { apiVersion, kind: "GitHubAppToken", metadata: { name, namespace }, status };
     await call(`apply status of GitHubAppToken ${namespace}/${name}`, () =>
-      this.#custom.patchNamespacedCustomObjectStatus(
-        { group, version, namespace, plural: "githubapptokens", name, body, fieldManager, force: true },
-        setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
-      ),
+      this.#rest.patch(pathOf(apiVersion, "githubapptokens", namespace, name, "status"), applyPatch, body, {
+        fieldManager,
+        force: "true",
+      }),
     );
   }
 
@@ -151,16 +159,12 @@ export class KubeClient implements KubeWriter {
     const metadata = kind === "GitHubApp" ? { name, namespace } : { name };
     const body = { apiVersion, kind, metadata, status };
     const what = kind === "GitHubApp" ? `${kind} ${namespace}/${name}` : `${kind} ${name}`;
-    await call(`apply status of ${what}`, () =>
+    const path =
       kind === "GitHubApp"
-        ? this.#custom.patchNamespacedCustomObjectStatus(
-            { group, version, namespace, plural: "githubapps", name, body, fieldManager, force: true },
-            setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
-          )
-        : this.#custom.patchClusterCustomObjectStatus(
-            { group, version, plural: "clustergithubapps", name, body, fieldManager, force: true },
-            setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply),
-          ),
+        ? pathOf(apiVersion, "githubapps", namespace, name, "status")
+        : pathOf(apiVersion, "clustergithubapps", undefined, name, "status");
+    await call(`apply status of ${what}`, () =>
+      this.#rest.patch(path, applyPatch, body, { fieldManager, force: "true" }),
     );
   }
 
@@ -187,14 +191,10 @@ export class KubeClient implements KubeWriter {
       // never clobbers another controller's.
       const body = { apiVersion, kind, metadata: { name, namespace, finalizers: [value] } };
       await call(what, () =>
-        this.#objects.patch(
-          body,
-          undefined,
-          undefined,
-          finalizerManager,
-          true,
-          PatchStrategy.ServerSideApply,
-        ),
+        this.#rest.patch(pathOf(apiVersion, plural, namespace, name), applyPatch, body, {
+          fieldManager: finalizerManager,
+          force: "true",
+        }),
       );
       return;
     }
@@ -205,7 +205,7 @@ export class KubeClient implements KubeWriter {
     if (list === undefined) {
       const obj = (await call(
         `read ${kind} ${namespace}/${name}`,
-        () => this.#custom.getNamespacedCustomObject({ group, version, namespace, plural, name }),
+        () => this.#rest.get(pathOf(apiVersion, plural, namespace, name)),
         [404],
       )) as { metadata?: { finalizers?: string[] } } | undefined;
       if (!obj) return;
@@ -219,11 +219,7 @@ export class KubeClient implements KubeWriter {
     ];
     await call(
       what,
-      () =>
-        this.#custom.patchNamespacedCustomObject(
-          { group, version, namespace, plural, name, body },
-          setHeaderOptions("Content-Type", PatchStrategy.JsonPatch),
-        ),
+      () => this.#rest.patch(pathOf(apiVersion, plural, namespace, name), jsonPatch, body),
       [404],
     );
   }
@@ -231,31 +227,31 @@ export class KubeClient implements KubeWriter {
   async event(ref: ObjectRef, type: "Normal" | "Warning", reason: string, message: string) {
     const now = new Date(this.#clock.now());
     await call(`record event on ${ref.namespace}/${ref.name}`, () =>
-      this.#core.createNamespacedEvent({
-        namespace: ref.namespace,
-        body: {
-          metadata: { generateName: `${ref.name}.`, namespace: ref.namespace },
-          involvedObject: {
-            apiVersion,
-            kind: ref.kind,
-            name: ref.name,
-            namespace: ref.namespace,
-            ...(ref.uid ? { uid: ref.uid } : {}),
-          },
-          type,
-          reason,
-          message: redact(message).slice(0, 1024),
-          source: { component: "ghat", host: this.#instance },
-          reportingComponent: "ghat.dev/controller",
-          reportingInstance: this.#instance,
-          firstTimestamp: now,
-          lastTimestamp: now,
-          count: 1,
+      this.#rest.post(pathOf("v1", "events", ref.namespace), {
+        metadata: { generateName: `${ref.name}.`, namespace: ref.namespace },
+        involvedObject: {
+          apiVersion,
+          kind: ref.kind,
+          name: ref.name,
+          namespace: ref.namespace,
+          ...(ref.uid ? { uid: ref.uid } : {}),
         },
+        type,
+        reason,
+        message: redact(message).slice(0, 1024),
+        source: { component: "ghat", host: this.#instance },
+        reportingComponent: "ghat.dev/controller",
+        reportingInstance: this.#instance,
+        firstTimestamp: now.toISOString(),
+        lastTimestamp: now.toISOString(),
+        count: 1,
       }),
     );
   }
 }
+
+/** See KubeWriter.applySecret's createOnly. */
+export const createOnlyResourceVersion = "1";
 
 /** Runs an API call, turning failures into a GhatError that carries the status and no secrets. */
 export async function call<T>(
@@ -266,7 +262,7 @@ export async function call<T>(
   try {
     return await fn();
   } catch (err) {
-    const status = err instanceof ApiException ? err.code : undefined;
+    const status = err instanceof KubeApiError ? err.code : undefined;
     if (status !== undefined && ignore.includes(status)) return undefined;
     throw new GhatError("KubernetesError", `Failed to ${what}: ${describe(err)}`, {
       ...(status === undefined ? {} : { status }),
@@ -276,20 +272,5 @@ export async function call<T>(
 }
 
 function describe(err: unknown): string {
-  if (err instanceof ApiException) {
-    const body: unknown = err.body;
-    let message = "";
-    if (typeof body === "string") {
-      try {
-        const parsed: unknown = JSON.parse(body);
-        if (parsed && typeof parsed === "object" && "message" in parsed) message = String(parsed.message);
-      } catch {
-        message = body.slice(0, 300);
-      }
-    } else if (body && typeof body === "object" && "message" in body) {
-      message = String(body.message);
-    }
-    return redact(`HTTP ${err.code}${message ? `: ${message}` : ""}`);
-  }
   return redact(err instanceof Error ? err.message : String(err));
 }

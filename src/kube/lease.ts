@@ -1,9 +1,68 @@
-import { ApiException, type CoordinationV1Api, type V1Lease, V1MicroTime } from "@kubernetes/client-node";
 import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
+import { KubeApiError, type KubeRest, pathOf } from "./rest.ts";
+
+/** A coordination.k8s.io/v1 Lease, as far as leader election reads it. */
+export interface Lease {
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
+  spec?: {
+    holderIdentity?: string;
+    leaseDurationSeconds?: number;
+    /** metav1.MicroTime: RFC 3339 with microseconds. */
+    acquireTime?: string;
+    renewTime?: string;
+    leaseTransitions?: number;
+  };
+}
+
+/** The three calls leader election makes. */
+export interface LeaseApi {
+  /** The Lease, or undefined when there is none. */
+  read(namespace: string, name: string): Promise<Lease | undefined>;
+  /** Creates it; the new object, or undefined when another replica created it first (409). */
+  create(namespace: string, lease: Lease): Promise<Lease | undefined>;
+  /** Replaces it (optimistic: resourceVersion); the new object, or undefined on a conflict (409). */
+  replace(namespace: string, name: string, lease: Lease): Promise<Lease | undefined>;
+}
+
+/** LeaseApi over the REST client. */
+export function leaseApi(rest: KubeRest): LeaseApi {
+  const conflict = (err: unknown) => err instanceof KubeApiError && err.code === 409;
+  return {
+    read: async (namespace, name) => {
+      try {
+        return await rest.get<Lease>(pathOf("coordination.k8s.io/v1", "leases", namespace, name));
+      } catch (err) {
+        if (err instanceof KubeApiError && err.code === 404) return undefined;
+        throw err;
+      }
+    },
+    create: async (namespace, lease) => {
+      try {
+        return await rest.post<Lease>(pathOf("coordination.k8s.io/v1", "leases", namespace), lease);
+      } catch (err) {
+        if (conflict(err)) return undefined;
+        throw err;
+      }
+    },
+    replace: async (namespace, name, lease) => {
+      try {
+        return await rest.put<Lease>(pathOf("coordination.k8s.io/v1", "leases", namespace, name), lease);
+      } catch (err) {
+        if (conflict(err)) return undefined;
+        throw err;
+      }
+    },
+  };
+}
+
+/** metav1.MicroTime of a millisecond timestamp. */
+export function microTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/Z$/, "000Z");
+}
 
 export interface LeaderElectionOptions {
-  api: CoordinationV1Api;
+  api: LeaseApi;
   namespace: string;
   name: string;
   identity: string;
@@ -24,6 +83,8 @@ export interface LeaderElectionOptions {
  * create or take over with the read resourceVersion (409 means someone else won); a lease is
  * considered expired only after leaseDuration has passed on *our* clock since we last saw its
  * record change (no trust in remote clocks); release on shutdown so a successor need not wait.
+ * Like client-go, a leader renews from the Lease it last wrote (one PUT per retry period, no
+ * GET) and reads again only when that fails.
  */
 export class LeaderElector {
   readonly #o: LeaderElectionOptions;
@@ -33,6 +94,8 @@ export class LeaderElector {
   /** The last record we saw and when (local clock) it changed. */
   #observed: { key: string; at: number } | undefined;
   #lastRenew = 0;
+  /** The Lease as this replica last wrote it, while leading. */
+  #mine: Lease | undefined;
 
   constructor(options: LeaderElectionOptions) {
     this.#o = options;
@@ -54,19 +117,12 @@ export class LeaderElector {
     if (!this.#leading) return;
     this.#leading = false;
     try {
-      const lease = await this.#o.api.readNamespacedLease({
-        name: this.#o.name,
-        namespace: this.#o.namespace,
-      });
-      if (lease.spec?.holderIdentity === this.#o.identity) {
+      const lease = await this.#o.api.read(this.#o.namespace, this.#o.name);
+      if (lease?.spec?.holderIdentity === this.#o.identity) {
         delete lease.spec.holderIdentity;
         lease.spec.leaseDurationSeconds = 1;
-        lease.spec.renewTime = new V1MicroTime(this.#o.clock.now());
-        await this.#o.api.replaceNamespacedLease({
-          name: this.#o.name,
-          namespace: this.#o.namespace,
-          body: lease,
-        });
+        lease.spec.renewTime = microTime(this.#o.clock.now());
+        await this.#o.api.replace(this.#o.namespace, this.#o.name, lease);
         this.#o.log.info({ lease: this.#o.name }, "Released leader lease");
       }
     } catch (err) {
@@ -93,6 +149,7 @@ export class LeaderElector {
       }
     } else if (this.#leading && now - this.#lastRenew > this.#o.renewDeadlineMs) {
       this.#leading = false;
+      this.#mine = undefined;
       this.#o.log.warn({ identity: this.#o.identity }, "Lost leader lease");
       this.#o.onStoppedLeading();
     }
@@ -103,28 +160,30 @@ export class LeaderElector {
     const { api, namespace, name, identity, clock } = this.#o;
     const now = clock.now();
     const durationS = Math.ceil(this.#o.leaseDurationMs / 1000);
-    let lease: V1Lease;
-    try {
-      lease = await api.readNamespacedLease({ name, namespace });
-    } catch (err) {
-      if (!(err instanceof ApiException && err.code === 404)) throw err;
-      await api.createNamespacedLease({
-        namespace,
-        body: {
-          metadata: { name, namespace },
-          spec: {
-            holderIdentity: identity,
-            leaseDurationSeconds: durationS,
-            acquireTime: new V1MicroTime(now),
-            renewTime: new V1MicroTime(now),
-            leaseTransitions: 0,
-          },
+    // Fast path: the leader renews the Lease it last wrote; a conflict means it changed.
+    if (this.#leading && this.#mine?.spec) {
+      const renewed = await api
+        .replace(namespace, name, { ...this.#mine, spec: { ...this.#mine.spec, renewTime: microTime(now) } })
+        .catch(() => undefined);
+      this.#mine = renewed;
+      if (renewed) return true;
+    }
+    const lease = await api.read(namespace, name);
+    if (!lease) {
+      this.#mine = await api.create(namespace, {
+        metadata: { name, namespace },
+        spec: {
+          holderIdentity: identity,
+          leaseDurationSeconds: durationS,
+          acquireTime: microTime(now),
+          renewTime: microTime(now),
+          leaseTransitions: 0,
         },
       });
-      return true;
+      return this.#mine !== undefined;
     }
     const spec = lease.spec ?? {};
-    const recordKey = `${spec.holderIdentity ?? ""}/${String(spec.renewTime?.valueOf() ?? "")}`;
+    const recordKey = `${spec.holderIdentity ?? ""}/${spec.renewTime ?? ""}`;
     if (this.#observed?.key !== recordKey) this.#observed = { key: recordKey, at: now };
     const holder = spec.holderIdentity ?? "";
     const heldByOther = holder !== "" && holder !== identity;
@@ -135,17 +194,12 @@ export class LeaderElector {
       ...spec,
       holderIdentity: identity,
       leaseDurationSeconds: durationS,
-      renewTime: new V1MicroTime(now),
+      renewTime: microTime(now),
       ...(takingOver
-        ? { acquireTime: new V1MicroTime(now), leaseTransitions: (spec.leaseTransitions ?? 0) + 1 }
+        ? { acquireTime: microTime(now), leaseTransitions: (spec.leaseTransitions ?? 0) + 1 }
         : {}),
     };
-    try {
-      await api.replaceNamespacedLease({ name, namespace, body: lease });
-    } catch (err) {
-      if (err instanceof ApiException && err.code === 409) return false;
-      throw err;
-    }
-    return true;
+    this.#mine = await api.replace(namespace, name, lease);
+    return this.#mine !== undefined;
   }
 }

@@ -1,7 +1,8 @@
-import { type KubeConfig, KubernetesObjectApi, PatchStrategy } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { workloadKinds } from "../api/githubapptoken.ts";
 import type { PodSpecLike, Workload } from "../core/delivery.ts";
 import { call, fieldManager } from "./kube.ts";
+import { KubeRest, mergePatch, pathOf } from "./rest.ts";
 
 /** Reads and restarts apps/v1 workloads (only with the chart's workloads.enabled RBAC). */
 export interface WorkloadApi {
@@ -23,17 +24,17 @@ interface Raw {
 }
 
 export class KubeWorkloads implements WorkloadApi {
-  readonly #objects: KubernetesObjectApi;
+  readonly #rest: KubeRest;
 
   constructor(kubeConfig: KubeConfig) {
-    this.#objects = KubernetesObjectApi.makeApiClient(kubeConfig);
+    this.#rest = new KubeRest(kubeConfig);
   }
 
   async list(namespace: string): Promise<Workload[]> {
     const out: Workload[] = [];
     for (const kind of workloadKinds) {
       const list = await call(`list ${kind}s in ${namespace}`, () =>
-        this.#objects.list("apps/v1", kind, namespace),
+        this.#rest.get<{ items?: unknown[] }>(pathOf("apps/v1", `${kind.toLowerCase()}s`, namespace)),
       );
       for (const item of (list?.items ?? []) as Raw[]) {
         out.push({
@@ -53,14 +54,11 @@ export class KubeWorkloads implements WorkloadApi {
     name: string,
     annotations: Record<string, string>,
   ): Promise<void> {
-    const body = {
-      apiVersion: "apps/v1",
-      kind,
-      metadata: { name, namespace },
-      spec: { template: { metadata: { annotations } } },
-    };
+    const body = { spec: { template: { metadata: { annotations } } } };
     await call(`restart ${kind} ${namespace}/${name}`, () =>
-      this.#objects.patch(body, undefined, undefined, fieldManager, undefined, PatchStrategy.MergePatch),
+      this.#rest.patch(pathOf("apps/v1", `${kind.toLowerCase()}s`, namespace, name), mergePatch, body, {
+        fieldManager,
+      }),
     );
   }
 }

@@ -39,6 +39,9 @@ describe("benchmark invariants (small)", () => {
     expect(r.operatorWrites["patch githubapptokens"]).toBe(40);
     // No Normal event per new token (docs/events.md): status says Issued.
     expect(r.operatorWrites["post events"] ?? 0).toBe(0);
+    // No Secret read either: a name the managed cache does not have is written create-only,
+    // and the data of ghat's own writes is kept, so the reconcile of their echo reads nothing.
+    expect(r.operatorRequests["get secrets"] ?? 0).toBe(0);
     // ghat.dev/in-use on the one GitHubApp the 40 tokens use: once, not per token.
     expect(r.operatorWrites["patch githubapps"]).toBe(1);
     // The App's status (Verified): once for the App, not per token. ClusterGitHubApps are

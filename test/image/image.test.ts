@@ -152,7 +152,7 @@ describe("the container image (Dockerfile, built with buildah)", () => {
 
   it("runs ghat as the numeric non-root user, with ghat's flags as the only arguments", () => {
     expect(config.config.User).toBe("65532:65532");
-    expect(config.config.Entrypoint).toEqual(["/nodejs/bin/node", "dist/ghat.mjs"]);
+    expect(config.config.Entrypoint).toEqual(["/nodejs/bin/node", "--optimize-for-size", "dist/ghat.mjs"]);
     // Docker resets an inherited CMD to null when the Dockerfile sets ENTRYPOINT; buildah to [].
     expect(config.config.Cmd ?? []).toEqual([]);
     expect(config.config.WorkingDir).toBe("/app");
@@ -173,7 +173,8 @@ describe("the container image (Dockerfile, built with buildah)", () => {
     expect(Object.keys(labels).filter((k) => !k.startsWith("org.opencontainers.image."))).toEqual([]);
     const env = Object.fromEntries((config.config.Env ?? []).map((e) => e.split(/=(.*)/s, 2)));
     expect(env.GHAT_REVISION).toBe(revision);
-    expect(env.NODE_OPTIONS).toBe("--max-semi-space-size=2 --max-old-space-size=192");
+    expect(env.NODE_OPTIONS).toBe("--max-semi-space-size=1 --max-old-space-size=192");
+    expect(env.MALLOC_ARENA_MAX).toBe("2");
     expect(env.NODE_ENV).toBe("production");
   });
 

@@ -4,7 +4,7 @@ import type { GitHubAppToken } from "../../../src/api/githubapptoken.ts";
 import { AppResolver } from "../../../src/controller/apps.ts";
 import type { GitHubGateway, Minted, MintGate, ObservedSecretRaw } from "../../../src/controller/ports.ts";
 import { Reconciler } from "../../../src/controller/reconcile.ts";
-import { GhatError } from "../../../src/core/errors.ts";
+import { GhatError, SecretExists } from "../../../src/core/errors.ts";
 import type { DesiredSecret } from "../../../src/core/outputs.ts";
 import { finalizer, type KubeWriter, type ObjectRef, type OwnerRef } from "../../../src/kube/kube.ts";
 import { createLogger } from "../../../src/log.ts";
@@ -21,8 +21,18 @@ export class FakeKube implements KubeWriter {
   keySecrets = new Map<string, Record<string, string>>();
   events: { reason: string; type: string; message: string }[] = [];
   writes = 0;
+  /** Secrets read through the source (the API server GETs a cache miss costs). */
+  secretReads = 0;
 
-  async applySecret(namespace: string, secret: DesiredSecret, owner: OwnerRef) {
+  async applySecret(
+    namespace: string,
+    secret: DesiredSecret,
+    owner: OwnerRef,
+    _observedType?: string,
+    createOnly = false,
+  ) {
+    if (createOnly && this.secrets.has(`${namespace}/${secret.name}`))
+      throw new SecretExists(namespace, secret.name);
     this.writes++;
     this.secrets.set(`${namespace}/${secret.name}`, {
       type: secret.type,
@@ -169,7 +179,13 @@ export function harness(options: { log?: Writable; limiter?: MintGate; canAct?: 
     github,
     source: {
       token: (ns, name) => kube.tokens.get(`${ns}/${name}`),
-      secret: async (ns, name) => kube.secrets.get(`${ns}/${name}`),
+      secret: async (ns, name) => {
+        kube.secretReads++;
+        return kube.secrets.get(`${ns}/${name}`);
+      },
+      // Like the real managed-Secret cache: it has only the Secrets labelled as ghat's.
+      cached: (ns, name) =>
+        kube.secrets.get(`${ns}/${name}`)?.metadata.labels?.["app.kubernetes.io/managed-by"] === "ghat",
       holders: (ns, hash, exceptToken) =>
         [...kube.secrets.entries()].filter(
           ([k, s]) =>

@@ -25,6 +25,8 @@ describe("Reconciler", () => {
     await reconciler.reconcile(key);
     expect(github.minted).toHaveLength(1);
     expect(kube.secretData("team", "ci-token")).toEqual({ token: github.minted[0] });
+    // A name the managed cache does not have is written create-only, not read first.
+    expect(kube.secretReads).toBe(0);
     const t = kube.tokens.get(key);
     expect(ready(t)).toMatchObject({ status: "True", reason: "Issued" });
     expect(t?.status?.expiresAt).toBe("2026-11-24T13:00:00Z");
@@ -112,9 +114,14 @@ describe("Reconciler", () => {
       data: { token: "b3RoZXI=" },
     });
     await reconciler.reconcile(key);
-    expect(github.minted).toHaveLength(0);
+    // The first pass takes the unlabelled name to be free (no GET): its create-only write
+    // fails, the token it minted is revoked, and the pass runs again reading the Secret.
+    expect(github.minted).toHaveLength(1);
+    expect(github.revoked).toEqual(github.minted);
     expect(kube.secretData("team", "ci-token")).toEqual({ token: "other" });
     expect(ready(kube.tokens.get(key))).toMatchObject({ status: "False", reason: "SecretConflict" });
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(1);
     // ghat does not watch Secrets it does not own: it looks again after --terminal-retry.
     expect(requeues.get(key)).toBe(clock.now() + 15 * 60_000);
   });

@@ -148,6 +148,13 @@ describe("outputs under arbitrary values", { timeout: 90_000 }, () => {
     );
   });
 
+  it("refuses a host no URL parser accepts (a numeric last label is an IPv4 address)", () => {
+    for (const format of ["gitCredentials", "netrc"] as const) {
+      const out = render({ name: "s", format }, { ...base, token: "ghs_x", host: "github.com.0" });
+      expect(out).toBeInstanceOf(OutputError);
+    }
+  });
+
   it("git-credentials holds exactly one URL with the token as its password", () => {
     fc.assert(
       fc.property(token, host, (t, h) => {

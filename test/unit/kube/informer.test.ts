@@ -175,7 +175,7 @@ describe("Informer", () => {
     expect(i.synced).toBe(false);
   });
 
-  it("counts its list requests with the API clients' requests when the KubeConfig is instrumented", async () => {
+  it("counts its list requests as 'list' (the REST client's reads are 'get') when the KubeConfig is instrumented", async () => {
     const api = await server((_req, res, seen) => {
       if (seen.query.get("watch")) return openWatch(res);
       json(res, 200, { items: [], metadata: { resourceVersion: "1" } });
@@ -185,6 +185,6 @@ describe("Informer", () => {
     const { i } = await informer(api);
     i.start();
     await i.waitForSync(5_000);
-    expect(observed).toEqual(["get secrets"]);
+    expect(observed).toEqual(["list secrets"]);
   });
 });
