@@ -119,6 +119,10 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     const m = secret.metadata;
     controller?.secretWritten(m?.namespace ?? "", m?.name ?? "", m?.resourceVersion);
   };
+  kube.onTokenWritten = (token) => {
+    const m = token.metadata;
+    controller?.tokenWritten(m?.namespace ?? "", m?.name ?? "", m?.resourceVersion);
+  };
   const gateway = createGateway({
     clock,
     log,

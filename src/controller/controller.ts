@@ -57,6 +57,8 @@ export class Controller {
   readonly #tokenSeen = new Map<string, string>();
   /** Secrets as ghat last wrote them (namespace/name → resourceVersion): their echo queues nothing. */
   readonly #secretsWritten = new Map<string, string>();
+  /** GitHubAppTokens as ghat's finalizer write left them: the same for their echo. */
+  readonly #tokensWritten = new Map<string, string>();
 
   constructor(deps: ControllerDeps) {
     this.#d = deps;
@@ -91,6 +93,13 @@ export class Controller {
     for (const key of this.keysFor(kind, obj)) this.queue.add(key);
   }
 
+  /** ghat added its finalizer to this GitHubAppToken, which is now at this resourceVersion. */
+  tokenWritten(namespace: string, name: string, resourceVersion: string | undefined): void {
+    if (!resourceVersion) return;
+    this.#tokensWritten.set(`${namespace}/${name}`, resourceVersion);
+    if (this.#tokensWritten.size > 100_000) this.#tokensWritten.clear();
+  }
+
   /** ghat wrote this Secret at this resourceVersion (the response of its apply). */
   secretWritten(namespace: string, name: string, resourceVersion: string | undefined): void {
     if (!resourceVersion) return;
@@ -118,6 +127,12 @@ export class Controller {
     const state = `${m?.uid ?? ""}|${m?.generation ?? ""}|${m?.deletionTimestamp ?? ""}|${(m?.finalizers ?? []).join(",")}`;
     const before = this.#tokenSeen.get(id);
     this.#tokenSeen.set(id, state);
+    // The echo of ghat's own finalizer write: the reconcile that wrote it went on from there.
+    const written = this.#tokensWritten.get(id);
+    if (written !== undefined) {
+      this.#tokensWritten.delete(id);
+      if (event === "update" && written === m?.resourceVersion) return false;
+    }
     return event === "add" || before !== state;
   }
 

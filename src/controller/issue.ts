@@ -61,6 +61,8 @@ export class Issuer {
     decision: Extract<PlanDecision, { action: "mint" }>,
     refreshBeforeMs: number,
     lost: string | undefined,
+    /** Written beside the mint: awaited before any Secret is (see Reconciler, addFinalizer). */
+    finalizer?: Promise<void>,
   ): Promise<Issued> {
     const ns = token.metadata.namespace ?? "";
     const now = () => this.#d.clock.now();
@@ -94,6 +96,13 @@ export class Issuer {
       ...observed,
       render: { ...observed.render, owner: observed.render.owner ?? minted.owner },
     };
+    try {
+      await finalizer;
+    } catch (err) {
+      // Without the finalizer, deleting the GitHubAppToken would not revoke the token.
+      this.#withdrawMinted(key, app, minted, obtained.reused, "minted beside a failed finalizer write");
+      throw err;
+    }
     try {
       await writeSecrets(this.#d.kube, token, observed, desiredSecrets(withOwner, current));
     } catch (err) {

@@ -30,6 +30,8 @@ interface Pass {
   endpoint: Endpoint | undefined;
   memory: KeyRecord;
   log: Logger;
+  /** The finalizer's write, when this pass adds it: no token reaches a Secret before it succeeds. */
+  finalizer?: Promise<void>;
 }
 
 /**
@@ -137,10 +139,20 @@ export class Reconciler {
         await finalize(this.#finalizeDeps(token), key, token, observed, p.endpoint, memory, p.log);
         return this.#forget(key);
       case "addFinalizer": {
-        await this.#d.kube.setFinalizer(ns, token.metadata.name, true);
+        // The finalizer is in place before any token reaches a Secret, so deleting the
+        // GitHubAppToken always revokes it. Its write runs beside the mint (GitHub's round
+        // trip), not before it: a new token costs one round trip less. A failed write fails
+        // the pass, and a token minted meanwhile is revoked (Issuer).
+        const added = this.#d.kube.setFinalizer(ns, token.metadata.name, true);
+        added.catch(() => undefined);
+        const outcome = await this.#act({
+          ...p,
+          observed: { ...observed, hasFinalizer: true },
+          finalizer: added,
+        });
+        await added;
         p.log.debug("Added finalizer");
-        // The finalizer is in place before any token exists; go on in the same pass.
-        return this.#act({ ...p, observed: { ...observed, hasFinalizer: true } });
+        return outcome;
       }
       case "blocked":
         throw new GhatError(decision.code, decision.message);
@@ -156,6 +168,7 @@ export class Reconciler {
           decision,
           p.facts.refreshBeforeMs,
           memory.issued,
+          p.finalizer,
         );
         memory.issued = issued.minted.token;
         memory.held = issued.minted.token;
@@ -172,6 +185,7 @@ export class Reconciler {
         return { requeueAt: issued.current.refreshAt };
       }
       case "write":
+        await p.finalizer;
         await writeSecrets(this.#d.kube, token, observed, decision.secrets);
         p.log.info({ why: decision.why }, "Restored Secrets");
         return this.#settled(p, decision.current, decision.current.refreshAt);

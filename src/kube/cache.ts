@@ -57,6 +57,11 @@ export class ClusterCache {
   readonly #appKeys = new Map<string, string>();
   /** How many Apps reference each key Secret id. */
   readonly #keyRefs = new Map<string, number>();
+  /**
+   * Secrets ghat wrote whose watch event has not arrived yet, as the write returned them:
+   * any event for the Secret (the echo, a later change, a delete, a relist) drops the entry.
+   */
+  readonly #written = new Map<string, SecretView>();
   /** Namespaces whose delete event was seen (until one of that name is added again). */
   readonly #deletedNamespaces = new Set<string>();
   #started = false;
@@ -164,6 +169,10 @@ export class ClusterCache {
    */
   async secret(namespace: string, name: string): Promise<SecretView | undefined> {
     const meta = this.managedSecretMetadata(namespace, name);
+    if (!meta) {
+      const written = this.#written.get(`${namespace}/${name}`);
+      if (written) return written;
+    }
     if (meta?.metadata) {
       const hit = this.#data.get(namespace, name, meta.metadata.resourceVersion ?? "");
       if (hit)
@@ -188,6 +197,10 @@ export class ClusterCache {
   rememberSecret(secret: SecretView & { metadata?: { managedFields?: unknown } }): void {
     delete secret.metadata?.managedFields;
     this.#data.set(secret);
+    const id = `${secret.metadata?.namespace ?? ""}/${secret.metadata?.name ?? ""}`;
+    // Until the metadata cache has seen it, the write itself answers for it (not a GET).
+    if (this.#written.size >= 10_000) this.#written.clear();
+    this.#written.set(id, secret);
   }
 
   /** Owned-Secret data kept now (entries and decoded bytes), for tests and metrics. */
@@ -342,6 +355,7 @@ export class ClusterCache {
           else this.#deletedNamespaces.delete(name);
         } else if (kind === "Secret") {
           const m = obj.metadata;
+          this.#written.delete(`${m?.namespace ?? ""}/${m?.name ?? ""}`);
           this.#data.drop(
             m?.namespace ?? "",
             m?.name ?? "",

@@ -64,6 +64,10 @@ export class KubeClient implements KubeWriter {
   readonly #instance: string;
   /** Called with each Secret as the API server returned it from ghat's apply. */
   onSecretWritten: ((secret: SecretView) => void) | undefined;
+  /** Called with a GitHubAppToken as the API server returned it from ghat's finalizer apply. */
+  onTokenWritten:
+    | ((token: { metadata?: { namespace?: string; name?: string; resourceVersion?: string } }) => void)
+    | undefined;
 
   /** `instance` names this replica on the events it records (the pod name in a cluster). */
   constructor(kubeConfig: KubeConfig, clock: Clock, instance: string = process.env.POD_NAME || hostname()) {
@@ -190,12 +194,15 @@ export class KubeClient implements KubeWriter {
       // Server-side apply treats metadata.finalizers as a set: this adds only ghat's entry and
       // never clobbers another controller's.
       const body = { apiVersion, kind, metadata: { name, namespace, finalizers: [value] } };
-      await call(what, () =>
-        this.#rest.patch(pathOf(apiVersion, plural, namespace, name), applyPatch, body, {
-          fieldManager: finalizerManager,
-          force: "true",
-        }),
+      const written = await call(what, () =>
+        this.#rest.patch<{ metadata?: { namespace?: string; name?: string; resourceVersion?: string } }>(
+          pathOf(apiVersion, plural, namespace, name),
+          applyPatch,
+          body,
+          { fieldManager: finalizerManager, force: "true" },
+        ),
       );
+      if (written && kind === "GitHubAppToken") this.onTokenWritten?.(written);
       return;
     }
     // Removal is a JSON patch of metadata alone: it must work even when the spec no longer

@@ -56,7 +56,12 @@ export class FakeKube implements KubeWriter {
     const t = this.tokens.get(`${namespace}/${name}`);
     if (t) t.status = structuredClone(status) as GitHubAppToken["status"];
   }
+  /** Thrown by the next finalizer write. */
+  finalizerError: GhatError | undefined;
   async setFinalizer(namespace: string, name: string, present: boolean) {
+    const err = this.finalizerError;
+    this.finalizerError = undefined;
+    if (err) throw err;
     this.writes++;
     const t = this.tokens.get(`${namespace}/${name}`);
     if (!t) return;

@@ -60,3 +60,62 @@ describe("which tokens an App event reconciles", () => {
     expect(c.keysFor("ClusterGitHubApp", org(4))).toEqual(["team/b"]);
   });
 });
+
+describe("which GitHubAppToken and Secret events reconcile", () => {
+  const token = (rv: string, extra: Record<string, unknown> = {}) => ({
+    metadata: { namespace: "team", name: "a", uid: "t1", generation: 1, resourceVersion: rv, ...extra },
+    spec: { appRef: { name: "app" } },
+  });
+  const secret = (rv: string) => ({
+    metadata: { namespace: "team", name: "a-token", resourceVersion: rv, labels: { "ghat.dev/token": "a" } },
+  });
+  function recording() {
+    const c = controller();
+    const added: string[] = [];
+    c.queue.add = (key: string) => {
+      added.push(key);
+    };
+    return { c, added };
+  }
+
+  it("ghat's own writes echo back without a reconcile; anyone else's changes reconcile", () => {
+    const { c, added } = recording();
+    c.onChange("GitHubAppToken", token("1"), "add");
+    expect(added).toEqual(["team/a"]);
+    // The finalizer ghat added (its response's resourceVersion), then its status write.
+    c.tokenWritten("team", "a", "2");
+    c.onChange("GitHubAppToken", token("2", { finalizers: ["ghat.dev/revoke-token"] }), "update");
+    c.onChange("GitHubAppToken", token("3", { finalizers: ["ghat.dev/revoke-token"] }), "update");
+    c.secretWritten("team", "a-token", "4");
+    c.onChange("Secret", secret("4"), "add");
+    expect(added).toEqual(["team/a"]);
+    // A hand edit of the Secret, a spec change, a deletion: each reconciles.
+    c.onChange("Secret", secret("5"), "update");
+    c.onChange(
+      "GitHubAppToken",
+      token("6", { generation: 2, finalizers: ["ghat.dev/revoke-token"] }),
+      "update",
+    );
+    c.onChange(
+      "GitHubAppToken",
+      token("7", {
+        generation: 2,
+        finalizers: ["ghat.dev/revoke-token"],
+        deletionTimestamp: "2026-12-01T00:00:00Z",
+      }),
+      "update",
+    );
+    expect(added).toEqual(["team/a", "team/a", "team/a", "team/a"]);
+  });
+
+  it("a write whose echo is overtaken by another change still reconciles for that change", () => {
+    const { c, added } = recording();
+    c.onChange("GitHubAppToken", token("1"), "add");
+    c.secretWritten("team", "a-token", "2");
+    // Someone changed the Secret before ghat's own write was seen: a different resourceVersion.
+    c.onChange("Secret", secret("3"), "update");
+    c.tokenWritten("team", "a", "4");
+    c.onChange("GitHubAppToken", token("5", { finalizers: ["ghat.dev/revoke-token", "other"] }), "update");
+    expect(added).toEqual(["team/a", "team/a", "team/a"]);
+  });
+});

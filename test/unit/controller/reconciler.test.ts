@@ -126,6 +126,23 @@ describe("Reconciler", () => {
     expect(requeues.get(key)).toBe(clock.now() + 15 * 60_000);
   });
 
+  it("writes the finalizer beside the mint; if that write fails, the token reaches no Secret and is revoked", async () => {
+    const { kube, github, reconciler, clock } = harness();
+    const fresh = tokenObject();
+    fresh.metadata.finalizers = [];
+    kube.tokens.set(key, fresh);
+    kube.finalizerError = new GhatError("KubernetesError", "HTTP 500", { status: 500 });
+    await reconciler.reconcile(key);
+    expect(github.minted).toHaveLength(1);
+    await expect.poll(() => github.revoked).toEqual(github.minted);
+    expect(kube.secrets.size).toBe(0);
+    expect(ready(kube.tokens.get(key))).toMatchObject({ status: "False", reason: "KubernetesError" });
+    clock.advance(5 * 60_000); // past the backoff
+    await reconciler.reconcile(key);
+    expect(kube.tokens.get(key)?.metadata.finalizers).toEqual(["ghat.dev/revoke-token"]);
+    expect(kube.secretData("team", "ci-token")).toEqual({ token: github.minted[1] });
+  });
+
   it("restores a deleted Secret without minting", async () => {
     const { kube, github, reconciler } = harness();
     kube.tokens.set(
