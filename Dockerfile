@@ -46,7 +46,7 @@ ENV NODE_ENV=production
 ENV GHAT_REVISION=${REVISION}
 # A small young generation and a capped heap keep RSS near what is live; two malloc arenas
 # instead of one per thread (bench/results.md, "Memory"). The chart sets NODE_OPTIONS too.
-ENV NODE_OPTIONS="--max-semi-space-size=1 --max-old-space-size=192"
+ENV NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=192"
 ENV MALLOC_ARENA_MAX=2
 WORKDIR /app
 COPY --from=build --chown=0:0 --chmod=0444 /src/dist/ghat.mjs ./dist/ghat.mjs

@@ -65,7 +65,16 @@ async function main() {
     slow.sim.faults.add({ route: "*", fault: { kind: "latency", ms: latencyMs } });
     const short = await github({ rateLimit: false, tokenLifetimeSeconds: lifetimeS });
     short.sim.faults.add({ route: "*", fault: { kind: "latency", ms: latencyMs } });
-    const flags = ["--workers", workers, "--log-level", "info", "--revoke-superseded-after", "5s"];
+    // --leader-elect as the chart runs it (two replicas): the Lease renewals are part of idle.
+    const flags = [
+      "--workers",
+      workers,
+      "--log-level",
+      "info",
+      "--revoke-superseded-after",
+      "5s",
+      "--leader-elect",
+    ];
     let op = new Operator(cp.kubeconfigPath, flags, bundle);
     await op.started;
     // An idle operator with no token yet: Node plus the code it loads.
@@ -189,7 +198,7 @@ function write(r: Results) {
     `- Date: ${r.started.toISOString()} (took ${f1((r.finished.getTime() - r.started.getTime()) / 60_000)} min)`,
     `- CPU: ${cpus().length} × ${cpus()[0]?.model ?? "?"}; memory ${f1(totalmem() / 2 ** 30)} GiB`,
     `- Node ${process.version}; kube-apiserver/etcd/kube-controller-manager v1.34.4 on the same cores (local processes); kubectl ${JSON.parse(kubeVersion).clientVersion?.gitVersion ?? "?"}`,
-    `- Operator: the shipped bundle \`dist/ghat.mjs\` started as the image starts it: \`node ${image.nodeFlags.join(" ")} dist/ghat.mjs\` with ${kv(Object.fromEntries(Object.entries(image.env).map(([k2, v]) => [`${k2}=${v}`, 1]))).replaceAll(" 1", "")}; \`--workers ${workers}\`, log level info`,
+    `- Operator: the shipped bundle \`dist/ghat.mjs\` started as the image starts it: \`node ${image.nodeFlags.join(" ")} dist/ghat.mjs\` with ${kv(Object.fromEntries(Object.entries(image.env).map(([k2, v]) => [`${k2}=${v}`, 1]))).replaceAll(" 1", "")}; \`--workers ${workers} --leader-elect\`, log level info`,
     `- GitHub simulator adding ${latencyMs} ms to every request; simulator rate limits off`,
     `- Control plane memory at the end (RSS KiB): ${kv(r.memory)}`,
     "",

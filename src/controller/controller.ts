@@ -88,6 +88,9 @@ export class Controller {
   onChange(kind: Kind, obj: KubernetesObject, event: "add" | "update" | "delete"): void {
     if (event === "delete" && (kind === "GitHubApp" || kind === "ClusterGitHubApp"))
       this.#appSpecSeen.delete(`${kind}/${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`);
+    if (kind === "GitHubAppToken" && event === "update") {
+      this.#reconciler?.statusSeen(`${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`, obj);
+    }
     if (kind === "GitHubAppToken" && !this.#tokenChanged(obj, event)) return;
     if (kind === "Secret" && this.#ownSecretWrite(obj, event)) return;
     for (const key of this.keysFor(kind, obj)) this.queue.add(key);

@@ -50,6 +50,11 @@ export class Memory {
     return r;
   }
 
+  /** The key's record, if there is one (none is created). */
+  peek(key: string): KeyRecord | undefined {
+    return this.#records.get(key);
+  }
+
   forget(key: string): void {
     this.#records.delete(key);
   }
@@ -57,6 +62,13 @@ export class Memory {
   /** After a leadership gap another replica may have changed anything: remember nothing. */
   reset(): void {
     this.#records.clear();
+  }
+
+  /** Records that satisfy `pred` (tests and benchmarks). */
+  count(pred: (r: KeyRecord) => boolean): number {
+    let n = 0;
+    for (const r of this.#records.values()) if (pred(r)) n++;
+    return n;
   }
 
   get size(): number {

@@ -5,7 +5,7 @@ import { tooShort } from "../core/issuance.ts";
 import { OutputError } from "../core/outputs.ts";
 import { type CurrentToken, currentToken, type Observed, plan, tokenHash } from "../core/plan.ts";
 import { type SpecFacts, specFacts } from "../core/spec.ts";
-import { invalidSpecStatus } from "../core/status.ts";
+import { invalidSpecStatus, sameStatus } from "../core/status.ts";
 import { rfc3339 } from "../core/time.ts";
 import type { Logger } from "../log.ts";
 import { type Endpoint, endpointOf, type ResolvedApp } from "./apps.ts";
@@ -64,6 +64,20 @@ export class Reconciler {
     this.#issuer = new Issuer({ ...deps, shared: this.#shared, revoker: this.#revoker, heldElsewhere });
   }
 
+  /**
+   * The cache has a GitHubAppToken's new version: once its status is what this process last
+   * wrote, that copy is dropped (the cache holds the same), instead of keeping a second status
+   * per token until the next reconcile.
+   */
+  statusSeen(key: string, obj: { metadata?: { uid?: string | undefined }; status?: unknown }): void {
+    const written = this.#memory.peek(key)?.statusWritten;
+    if (!written || written.uid !== obj.metadata?.uid || obj.status === undefined) return;
+    if (sameStatus(written.status, obj.status)) {
+      const memory = this.#memory.peek(key);
+      if (memory) memory.statusWritten = undefined;
+    }
+  }
+
   /** Forgets everything remembered between reconciles: after a leadership gap anything may have changed. */
   reset(): void {
     this.#memory.reset();
@@ -74,6 +88,11 @@ export class Reconciler {
   /** Cancels every pending revocation timer (the operator stops, or this replica stepped down). */
   stop(): void {
     this.#revoker.cancelAll();
+  }
+
+  /** Keys holding a copy of the status last written (not yet seen in the cache), for tests. */
+  get statusCopies(): number {
+    return this.#memory.count((r) => r.statusWritten !== undefined);
   }
 
   /** Revocations waiting for their grace period, for tests. */

@@ -466,10 +466,16 @@ function messageOf(err: unknown): string {
 }
 
 /**
- * Drops metadata.managedFields, which ghat never reads and which is often the largest part
- * of an object (controller-runtime's caches do the same with a transform).
+ * Drops metadata.managedFields and kubectl's last-applied-configuration annotation (the whole
+ * object again, for everything applied with `kubectl apply`): ghat reads neither, and they
+ * are often the largest part of an object (controller-runtime's caches drop managedFields
+ * with a transform too).
  */
 function trim<T extends KubernetesObject>(o: T): T {
-  if (o.metadata?.managedFields) delete o.metadata.managedFields;
+  const m = o.metadata;
+  if (m?.managedFields) delete m.managedFields;
+  if (m?.annotations?.[lastApplied] !== undefined) delete m.annotations[lastApplied];
   return o;
 }
+
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration";

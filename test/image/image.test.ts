@@ -173,7 +173,7 @@ describe("the container image (Dockerfile, built with buildah)", () => {
     expect(Object.keys(labels).filter((k) => !k.startsWith("org.opencontainers.image."))).toEqual([]);
     const env = Object.fromEntries((config.config.Env ?? []).map((e) => e.split(/=(.*)/s, 2)));
     expect(env.GHAT_REVISION).toBe(revision);
-    expect(env.NODE_OPTIONS).toBe("--max-semi-space-size=1 --max-old-space-size=192");
+    expect(env.NODE_OPTIONS).toBe("--max-semi-space-size=2 --max-old-space-size=192");
     expect(env.MALLOC_ARENA_MAX).toBe("2");
     expect(env.NODE_ENV).toBe("production");
   });

@@ -230,6 +230,10 @@ export function harness(options: { log?: Writable; limiter?: MintGate; canAct?: 
     get pendingRevocations() {
       return inner.pendingRevocations;
     },
+    statusSeen: (key: string, obj: Parameters<Reconciler["statusSeen"]>[1]) => inner.statusSeen(key, obj),
+    get statusCopies() {
+      return inner.statusCopies;
+    },
   };
   return { clock, kube, github, reconciler, requeues };
 }

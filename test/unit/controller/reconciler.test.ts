@@ -143,6 +143,23 @@ describe("Reconciler", () => {
     expect(kube.secretData("team", "ci-token")).toEqual({ token: github.minted[1] });
   });
 
+  it("drops its copy of the status it wrote once the cache shows that status, and writes nothing more", async () => {
+    const { kube, reconciler } = harness();
+    kube.tokens.set(key, tokenObject());
+    await reconciler.reconcile(key);
+    expect(reconciler.statusCopies).toBe(1);
+    const seen = structuredClone(kube.tokens.get(key));
+    if (!seen?.status) throw new Error("no status written");
+    // A different status in the cache (not yet ours) keeps the copy.
+    reconciler.statusSeen(key, { ...seen, status: { ...seen.status, owner: "other" } });
+    expect(reconciler.statusCopies).toBe(1);
+    reconciler.statusSeen(key, seen);
+    expect(reconciler.statusCopies).toBe(0);
+    const writes = kube.writes;
+    await reconciler.reconcile(key);
+    expect(kube.writes).toBe(writes);
+  });
+
   it("restores a deleted Secret without minting", async () => {
     const { kube, github, reconciler } = harness();
     kube.tokens.set(
