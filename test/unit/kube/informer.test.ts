@@ -73,6 +73,23 @@ describe("Informer", () => {
     expect(Number(watch?.query.get("timeoutSeconds"))).toBeGreaterThan(0);
   });
 
+  it("keeps neither managedFields nor kubectl's last-applied-configuration, and every other annotation", async () => {
+    const big = JSON.stringify({ spec: "x".repeat(10_000) });
+    const api = await server((_req, res, seen) => {
+      if (seen.query.get("watch")) return openWatch(res);
+      const o = secretMeta("a", "1") as { metadata: Record<string, unknown> };
+      o.metadata.annotations = { "kubectl.kubernetes.io/last-applied-configuration": big, keep: "me" };
+      o.metadata.managedFields = [{ manager: "kubectl", fieldsV1: {} }];
+      json(res, 200, { items: [o], metadata: { resourceVersion: "5" } });
+    });
+    const { i } = await informer(api);
+    i.start();
+    await i.waitForSync(5_000);
+    expect(i.get("a", "ns")?.metadata).toMatchObject({ annotations: { keep: "me" } });
+    expect(Object.keys(i.get("a", "ns")?.metadata?.annotations ?? {})).toEqual(["keep"]);
+    expect(i.get("a", "ns")?.metadata?.managedFields).toBeUndefined();
+  });
+
   it("abandons a list that hangs after its deadline and retries it until one answers", async () => {
     let lists = 0;
     const api = await server((_req, res, seen) => {
