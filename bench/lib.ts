@@ -491,12 +491,15 @@ export function requestsOf(text: string): Record<string, number> {
   return out;
 }
 
-/** ghat's write requests (post, put, patch, delete) by resource, from its metrics. */
+/**
+ * ghat's write requests (post, put, patch, delete) by resource, from its metrics; the leader
+ * election's Lease renewals are not writes of tokens and are left out (requestsOf has them).
+ */
 export function writesOf(text: string): Record<string, number> {
   const out: Record<string, number> = {};
   for (const line of text.split("\n")) {
     const m = line.match(/^ghat_kube_requests_total\{verb="(\w+)",resource="([^"]*)"\} (\S+)$/);
-    if (!m || !["post", "put", "patch", "delete"].includes(m[1] ?? "")) continue;
+    if (!m || !["post", "put", "patch", "delete"].includes(m[1] ?? "") || m[2] === "leases") continue;
     out[`${m[1]} ${m[2]}`] = Number(m[3]);
   }
   return out;

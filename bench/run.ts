@@ -65,7 +65,8 @@ async function main() {
     slow.sim.faults.add({ route: "*", fault: { kind: "latency", ms: latencyMs } });
     const short = await github({ rateLimit: false, tokenLifetimeSeconds: lifetimeS });
     short.sim.faults.add({ route: "*", fault: { kind: "latency", ms: latencyMs } });
-    // --leader-elect as the chart runs it (two replicas): the Lease renewals are part of idle.
+    // --leader-elect as the chart runs it (two replicas, with its default timings, which are
+    // src/config.ts's): the Lease renewals are part of idle.
     const flags = [
       "--workers",
       workers,
