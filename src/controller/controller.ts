@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { appSecretName } from "../api/githubapp.ts";
 import type { Clock } from "../clock.ts";
@@ -49,10 +50,11 @@ export class Controller {
    */
   readonly #appSpecSeen = new Map<string, string>();
   /**
-   * Per GitHubAppToken, what a reconcile reads of the object apart from its status (uid,
-   * generation, being deleted, finalizers): an update that changes none of it — ghat's own
-   * status write, most of all — queues nothing. The reconciler decides status from what it
-   * wrote itself (Reporter), so a status change alone never needs a reconcile.
+   * Per GitHubAppToken, everything of the object but its status (uid, generation, being
+   * deleted, finalizers, and a digest of its labels and annotations, so that touching a token
+   * still reconciles it): an update that changes none of it — ghat's own status write, most of
+   * all — queues nothing. The reconciler decides status from what it wrote itself (Reporter),
+   * so a status change alone never needs a reconcile.
    */
   readonly #tokenSeen = new Map<string, string>();
   /** Secrets as ghat last wrote them (namespace/name → resourceVersion): their echo queues nothing. */
@@ -127,7 +129,11 @@ export class Controller {
       return true;
     }
     const m = obj.metadata;
-    const state = `${m?.uid ?? ""}|${m?.generation ?? ""}|${m?.deletionTimestamp ?? ""}|${(m?.finalizers ?? []).join(",")}`;
+    const marks = createHash("sha256")
+      .update(JSON.stringify([m?.labels ?? {}, m?.annotations ?? {}]))
+      .digest("base64url")
+      .slice(0, 16);
+    const state = `${m?.uid ?? ""}|${m?.generation ?? ""}|${m?.deletionTimestamp ?? ""}|${(m?.finalizers ?? []).join(",")}|${marks}`;
     const before = this.#tokenSeen.get(id);
     this.#tokenSeen.set(id, state);
     // The echo of ghat's own finalizer write: the reconcile that wrote it went on from there.

@@ -89,8 +89,14 @@ describe("which GitHubAppToken and Secret events reconcile", () => {
     c.secretWritten("team", "a-token", "4");
     c.onChange("Secret", secret("4"), "add");
     expect(added).toEqual(["team/a"]);
-    // A hand edit of the Secret, a spec change, a deletion: each reconciles.
+    // A hand edit of the Secret, a touch of the token (an annotation), a spec change, a
+    // deletion: each reconciles.
     c.onChange("Secret", secret("5"), "update");
+    c.onChange(
+      "GitHubAppToken",
+      token("5", { finalizers: ["ghat.dev/revoke-token"], annotations: { touched: "1" } }),
+      "update",
+    );
     c.onChange(
       "GitHubAppToken",
       token("6", { generation: 2, finalizers: ["ghat.dev/revoke-token"] }),
@@ -105,7 +111,7 @@ describe("which GitHubAppToken and Secret events reconcile", () => {
       }),
       "update",
     );
-    expect(added).toEqual(["team/a", "team/a", "team/a", "team/a"]);
+    expect(added).toEqual(["team/a", "team/a", "team/a", "team/a", "team/a"]);
   });
 
   it("a write whose echo is overtaken by another change still reconciles for that change", () => {
