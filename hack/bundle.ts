@@ -144,10 +144,7 @@ export async function bundle(outfile = `${root}dist/ghat.mjs`, readable = false)
     legalComments: "eof",
     plugins: [embedVersion(version, done), noPinoTransports(done), clientNodeWithoutSideEffects(done)],
     logLevel: "silent",
-    metafile: process.env.GHAT_BUNDLE_META !== undefined,
   });
-  if (process.env.GHAT_BUNDLE_META && result.metafile)
-    (await import("node:fs")).writeFileSync(process.env.GHAT_BUNDLE_META, JSON.stringify(result.metafile));
   // A moved file would otherwise ship a bundle that reads a package.json it does not have, or
   // one that brings thread-stream back.
   for (const step of ["version", "pino-transport", "client-node"]) {

@@ -7,6 +7,7 @@ import type { Clock } from "../clock.ts";
 import { GhatError } from "../core/errors.ts";
 import type { Logger } from "../log.ts";
 import { observerOf, resourceOf } from "./instrument.ts";
+import { readBounded } from "./rest.ts";
 
 /** Accept headers that make the API server send only metadata (no Secret data, no spec). */
 export const metadataListAccept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
@@ -359,7 +360,7 @@ export class Informer<T extends KubernetesObject> {
         dispatcher: ctx.getDispatcher() as never,
         signal: abort.signal,
       });
-      const text = await res.body.text();
+      const text = await readBounded(res.body, `${verb} of ${this.#resource}`);
       if (res.statusCode === 410) throw new Expired();
       if (res.statusCode !== 200) throw httpError(res.statusCode, text);
       return JSON.parse(text) as unknown;
@@ -403,7 +404,8 @@ export class Informer<T extends KubernetesObject> {
       // Aborting (idle timer, stop, a thrown event) errors the stream: that is handled here.
       input.on("error", () => undefined);
       if (res.statusCode === 410) throw new Expired();
-      if (res.statusCode !== 200) throw httpError(res.statusCode, await res.body.text());
+      if (res.statusCode !== 200)
+        throw httpError(res.statusCode, await readBounded(res.body, `watch of ${this.#resource}`));
       lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
       for await (const line of lines) {
         if (!line.trim()) continue;

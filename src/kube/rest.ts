@@ -76,7 +76,7 @@ export class KubeRest {
       ...(req.body === undefined ? {} : { body: JSON.stringify(req.body) }),
       ...(req.signal ? { signal: req.signal } : {}),
     });
-    const text = await res.body.text();
+    const text = await readBounded(res.body, `${method} ${req.path}`);
     if (res.statusCode < 200 || res.statusCode > 299) throw new KubeApiError(res.statusCode, text);
     return (text === "" ? undefined : JSON.parse(text)) as T;
   }
@@ -105,6 +105,31 @@ export class KubeRest {
   delete(path: string): Promise<unknown> {
     return this.request("DELETE", { path });
   }
+}
+
+/**
+ * The largest answer ghat reads from the API server: a list page of 500 objects, or a
+ * namespace's workloads, fits many times over; a larger one is refused before it is held.
+ */
+export const maxResponseBytes = 64 * 2 ** 20;
+
+/** A response body as text, refused (and the stream destroyed) once it passes `max` bytes. */
+export async function readBounded(
+  body: AsyncIterable<Buffer> & { destroy(): unknown },
+  what: string,
+  max = maxResponseBytes,
+): Promise<string> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of body) {
+    bytes += chunk.length;
+    if (bytes > max) {
+      body.destroy();
+      throw new Error(`${what}: the API server's answer is larger than ${Math.round(max / 2 ** 20)} MiB`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
 }
 
 /** A collection or object path: core group for "v1", /apis/<group>/<version> otherwise. */
