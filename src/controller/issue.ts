@@ -118,6 +118,8 @@ export class Issuer {
     this.#d.hooks?.expiry?.(key, minted.expiresAt);
     this.#d.log.info(
       {
+        namespace: ns,
+        name: token.metadata.name,
         why: decision.why,
         expiresAt: rfc3339(minted.expiresAt),
         refreshAt: rfc3339(current.refreshAt),

@@ -71,7 +71,7 @@ export class KubeClient implements KubeWriter {
 
   /** `instance` names this replica on the events it records (the pod name in a cluster). */
   constructor(kubeConfig: KubeConfig, clock: Clock, instance: string = process.env.POD_NAME || hostname()) {
-    this.#rest = new KubeRest(kubeConfig);
+    this.#rest = KubeRest.for(kubeConfig);
     this.#clock = clock;
     // The API server refuses a reportingInstance longer than 128 characters.
     this.#instance = instance.slice(0, 128);
