@@ -1,4 +1,5 @@
 import { type KeyObject, sign } from "node:crypto";
+import { GhatError } from "../core/errors.ts";
 import type { AppSigner } from "../signer/types.ts";
 
 export interface AppJwtInput {
@@ -35,11 +36,27 @@ export async function signAppJwt(input: AppJwtInput): Promise<string> {
   const signingInput = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(claims))}`;
   const data = Buffer.from(signingInput, "ascii");
   // RSASSA-PKCS1-v1_5 with SHA-256 (RS256): node's default padding for an RSA key.
-  const signature = isSigner(input.key) ? await input.key.sign(data) : sign("sha256", data, input.key);
+  const signature = isSigner(input.key) ? await input.key.sign(data) : signWith(input.key, data);
   return `${signingInput}.${base64url(signature)}`;
 }
 
 const header = { alg: "RS256", typ: "JWT" };
+
+/**
+ * A key that parses can still fail to sign (a damaged key whose numbers do not fit together:
+ * OpenSSL answers "no inverse"): that is the key's fault, said without its material.
+ */
+function signWith(key: KeyObject, data: Buffer): Buffer {
+  try {
+    return sign("sha256", data, key);
+  } catch (err) {
+    const reason = err instanceof Error ? (err.message.split("::")[1] ?? err.message).slice(0, 100) : "";
+    throw new GhatError(
+      "InvalidPrivateKey",
+      `the private key could not sign the App's JWT${reason ? ` (${reason})` : ""}; download a new key from the App's settings`,
+    );
+  }
+}
 
 function base64url(data: string | Uint8Array): string {
   return (typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data)).toString("base64url");
