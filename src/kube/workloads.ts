@@ -27,7 +27,7 @@ export class KubeWorkloads implements WorkloadApi {
   readonly #rest: KubeRest;
 
   constructor(kubeConfig: KubeConfig) {
-    this.#rest = KubeRest.for(kubeConfig);
+    this.#rest = new KubeRest(kubeConfig);
   }
 
   async list(namespace: string): Promise<Workload[]> {
