@@ -13,7 +13,7 @@
  *   BENCH_OUT=bench/results.md
  */
 import { execFileSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { startControlPlane } from "../src/devcluster/controlplane.ts";
 import { bundle, cpuSecondsOf, github, imageCommand, kube, Operator } from "./lib.ts";
@@ -273,14 +273,9 @@ function write(r: Results) {
     `| ${r.sharing.distinctTokens} | ${r.sharing.mints} | ${f2(r.sharing.mintsPerScopeRotation)} | ${r.sharing.withoutSharing} mints |`,
     "",
   ];
-  const note = new URL("./notes.md", import.meta.url).pathname;
-  let noteText = "";
-  try {
-    noteText = execFileSync("cat", [note]).toString();
-  } catch {
-    noteText = "";
-  }
-  writeFileSync(out, `${lines.join("\n")}${noteText ? `\n${noteText}` : ""}`);
+  // The hand-written note (bench/notes.md) goes after the generated figures.
+  const noteText = readFileSync(new URL("./notes.md", import.meta.url), "utf8");
+  writeFileSync(out, `${lines.join("\n")}\n${noteText}`);
   say(`wrote ${out}`);
 }
 

@@ -21,7 +21,8 @@
  *
  * Run: node hack/bundle.ts [--outfile dist/ghat.mjs] [--readable]
  */
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync, rmSync, statSync } from "node:fs";
+import { builtinModules } from "node:module";
 import { basename, dirname, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build, type Plugin } from "esbuild";
@@ -78,20 +79,40 @@ function noPinoTransports(done: Set<string>): Plugin {
   };
 }
 
+/** What client-node's transport says in the bundle, where ghat's own (src/kube/rest.ts) replaces it. */
+const undiciUnavailable =
+  "client-node's undici transport is not in the ghat bundle: Kubernetes requests go through src/kube/rest.ts";
+
 /**
  * client-node's index imports every generated API and model class, whose module bodies
  * (ObjectSerializer's type maps, static attribute tables) esbuild must keep unless told they
  * have no side effects: the package does not say so itself. ghat's own code uses only
  * KubeConfig and the request context (src/kube/rest.ts), so with this the bundle leaves out
  * about 1 MiB of code and an idle operator ~40 MiB of memory.
+ *
+ * client-node's own transport is undici (KubeConfig.applySecurityAuthentication builds an undici
+ * Agent; its watch and log helpers fetch with it). ghat sends its Kubernetes requests over
+ * node:https (src/kube/rest.ts) and GitHub's over node:https too (src/github/transport.ts),
+ * so client-node's import of undici is a stub that throws if called: evaluated at start,
+ * undici alone was about 15 MiB of an idle operator. ghat's own lazy import of undici (for an
+ * App with a proxy) is untouched and becomes a chunk of its own.
  */
 function clientNodeWithoutSideEffects(done: Set<string>): Plugin {
   return {
     name: "ghat-client-node-side-effect-free",
     setup(b) {
+      b.onLoad({ filter: /.*/, namespace: "ghat-undici-stub" }, () => ({
+        contents: `const unavailable = function () { throw new Error(${JSON.stringify(undiciUnavailable)}); };
+module.exports = { Agent: unavailable, ProxyAgent: unavailable, fetch: unavailable };`,
+        loader: "js",
+      }));
       b.onResolve({ filter: /.*/ }, async (args) => {
         if (args.pluginData === "ghat-resolved") return undefined;
         const fromClientNode = /[\\/]@kubernetes[\\/]client-node[\\/]/.test(args.importer);
+        if (fromClientNode && args.path === "undici") {
+          done.add("client-node-undici");
+          return { path: "undici", namespace: "ghat-undici-stub" };
+        }
         if (!fromClientNode && !args.path.startsWith("@kubernetes/client-node")) return undefined;
         const r = await b.resolve(args.path, {
           kind: args.kind,
@@ -102,6 +123,53 @@ function clientNodeWithoutSideEffects(done: Set<string>): Plugin {
         if (r.errors.length > 0 || !/[\\/]@kubernetes[\\/]client-node[\\/]/.test(r.path)) return r;
         done.add("client-node");
         return { ...r, sideEffects: false };
+      });
+    },
+  };
+}
+
+/**
+ * Node's built-in modules are loaded with require(), not ES imports. An ES import of a built-in
+ * goes through its ES module facade, which reads every export once, getters included: for
+ * node:http that is `WebSocket`, `CloseEvent` and `MessageEvent`, which load Node's internal
+ * undici, fetch and web streams (about 13 MiB of a running operator) that ghat never uses.
+ * Each import is replaced by a module that requires the built-in (esbuild reads its named
+ * exports lazily, through getters).
+ */
+function builtinsByRequire(done: Set<string>): Plugin {
+  const builtins = new Set(builtinModules.map((m) => m.replace(/^node:/, "")));
+  return {
+    name: "ghat-builtins-by-require",
+    setup(b) {
+      b.onResolve({ filter: /^(node:)?[a-z_/0-9]+$/ }, (args) => {
+        const name = args.path.replace(/^node:/, "");
+        if (!builtins.has(name)) return undefined;
+        if (args.kind !== "import-statement" && args.kind !== "dynamic-import") {
+          return { path: `node:${name}`, external: true };
+        }
+        done.add("builtins");
+        return { path: `node:${name}`, namespace: "ghat-builtin" };
+      });
+      b.onLoad({ filter: /.*/, namespace: "ghat-builtin" }, (args) => ({
+        contents: `module.exports = require(${JSON.stringify(args.path)});`,
+        loader: "js",
+      }));
+    },
+  };
+}
+
+/**
+ * zod's `z.locales` re-exports its error messages in ~50 languages (about 250 KiB of code the
+ * operator would parse and keep at start); ghat reports in English only, which zod configures
+ * for itself (classic/external.js imports locales/en.js directly).
+ */
+function zodEnglishOnly(done: Set<string>): Plugin {
+  return {
+    name: "ghat-zod-english-only",
+    setup(b) {
+      b.onLoad({ filter: /[\\/]node_modules[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, () => {
+        done.add("zod-locales");
+        return { contents: 'export { default as en } from "./en.js";', loader: "js" };
       });
     },
   };
@@ -121,6 +189,8 @@ export interface BundleResult {
 export async function bundle(outfile = `${root}dist/ghat.mjs`, readable = false): Promise<BundleResult> {
   const version = packageVersion();
   const done = new Set<string>();
+  // Chunks of earlier builds would otherwise pile up beside the new ones (and into the image).
+  rmSync(`${dirname(outfile)}/chunks`, { recursive: true, force: true });
   const result = await build({
     absWorkingDir: root,
     entryPoints: { [basename(outfile).replace(/\.mjs$/, "")]: `${root}src/main.ts` },
@@ -142,15 +212,25 @@ export async function bundle(outfile = `${root}dist/ghat.mjs`, readable = false)
       js: 'import { createRequire as __ghatCreateRequire } from "node:module"; const require = __ghatCreateRequire(import.meta.url);',
     },
     legalComments: "eof",
-    plugins: [embedVersion(version, done), noPinoTransports(done), clientNodeWithoutSideEffects(done)],
+    plugins: [
+      builtinsByRequire(done),
+      embedVersion(version, done),
+      noPinoTransports(done),
+      clientNodeWithoutSideEffects(done),
+      zodEnglishOnly(done),
+    ],
     logLevel: "silent",
-    metafile: process.env.GHAT_BUNDLE_META !== undefined,
   });
-  if (process.env.GHAT_BUNDLE_META && result.metafile)
-    (await import("node:fs")).writeFileSync(process.env.GHAT_BUNDLE_META, JSON.stringify(result.metafile));
   // A moved file would otherwise ship a bundle that reads a package.json it does not have, or
   // one that brings thread-stream back.
-  for (const step of ["version", "pino-transport", "client-node"]) {
+  for (const step of [
+    "builtins",
+    "version",
+    "pino-transport",
+    "client-node",
+    "client-node-undici",
+    "zod-locales",
+  ]) {
     if (!done.has(step)) throw new Error(`bundle: the ${step} replacement found nothing to replace`);
   }
   const warnings = result.warnings.map((w) => `${w.location?.file ?? ""}: ${w.text}`);

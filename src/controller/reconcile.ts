@@ -128,6 +128,14 @@ export class Reconciler {
         !memory.gathered,
       );
       memory.gathered = true;
+      // An installation named by id gets its owner from the status ghat wrote: until the cache
+      // shows that write, the copy kept of it (else the next pass would render the Secrets
+      // without the owner and rewrite them).
+      const written = memory.statusWritten;
+      if (observed.render.owner === undefined && written?.uid === token.metadata.uid) {
+        const owner = written?.status.owner;
+        if (typeof owner === "string" && owner !== "") observed.render.owner = owner;
+      }
       if (memory.issued) observed.known = [memory.issued];
       memory.held = currentToken(observed)?.token ?? memory.held;
       pass = { key, token, facts, observed, app, endpoint: memory.endpoint, memory, log };

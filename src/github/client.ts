@@ -1,5 +1,4 @@
-import type { Dispatcher } from "undici";
-import { fetch as undiciFetch } from "undici";
+import type { Readable } from "node:stream";
 import type { Clock } from "../clock.ts";
 import { GhatError } from "../core/errors.ts";
 import {
@@ -9,7 +8,6 @@ import {
   hostOf,
   isTimeClaimError,
 } from "./classify.ts";
-import { createDispatcher } from "./dispatcher.ts";
 import { signAppJwt } from "./jwt.ts";
 import { nextPagePath } from "./link.ts";
 import {
@@ -20,6 +18,7 @@ import {
   isInstallationToken,
   parseAnswer,
 } from "./schemas.ts";
+import { createTransport } from "./transport.ts";
 import type {
   AppCredentials,
   GitHubAppInfo,
@@ -51,7 +50,7 @@ export const maxTokenLifetimeMs = 24 * 3_600_000;
 /** The least `minTokenLifetimeMs` option accepted: a token must outlive its own answer. */
 export const leastTokenLifetimeMs = 1_000;
 
-/** The part of `fetch` the client uses; undici's `fetch` by default, anything alike in tests. */
+/** The part of `fetch` the client uses: node:https by default (transport.ts), anything alike in tests. */
 export type Fetch = (url: string, init: FetchInit) => Promise<FetchResponse>;
 
 export interface FetchInit {
@@ -61,17 +60,16 @@ export interface FetchInit {
   signal: AbortSignal;
   /** Always "manual": a redirect is an answer to classify, never followed (see classify.ts). */
   redirect: "manual";
-  dispatcher?: Dispatcher;
 }
 
 export interface FetchResponse {
   status: number;
   headers: { get(name: string): string | null };
   /**
-   * The body as a stream (undici's `Response.body`; null when there is none): read up to
-   * `maxResponseBytes`, then cancelled. Fakes without it are read with `text()` instead.
+   * The body as a stream (node's response, or a `Response.body`; null when there is none):
+   * read up to `maxResponseBytes`, then dropped. Fakes without it are read with `text()`.
    */
-  body?: ReadableStream<Uint8Array> | null;
+  body?: Readable | ReadableStream<Uint8Array> | null;
   text(): Promise<string>;
 }
 
@@ -107,7 +105,7 @@ export interface GitHubClientOptions {
   onRequest?: ((info: RequestInfo) => void) | undefined;
   /** Called when an answer about a known installation carries `x-ratelimit-*` headers. */
   onRateLimit?: ((installationId: number, rateLimit: RateLimit) => void) | undefined;
-  /** For tests; default undici's `fetch` with the dispatcher built from caBundle and proxy. */
+  /** For tests; default the transport built from caBundle and proxy (transport.ts). */
   fetch?: Fetch | undefined;
 }
 
@@ -146,7 +144,7 @@ export interface GitHubClient {
   listInstallations(app: AppCredentials): Promise<Installation[]>;
   /** GitHub's clock minus ours, learned from a time-claim error's `Date` header (0 until then). */
   clockOffsetMs(): number;
-  /** Closes the connections of a CA-bundle or proxy dispatcher. */
+  /** Closes the connections of a CA-bundle or proxy transport. */
   close(): Promise<void>;
 }
 
@@ -168,8 +166,8 @@ interface Answer {
 export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
   const { clock } = options;
   const base = normaliseBaseUrl(options.baseUrl ?? defaultBaseUrl);
-  const dispatcher = createDispatcher({ caBundle: options.caBundle, proxy: options.proxy });
-  const fetchFn: Fetch = options.fetch ?? ((url, init) => undiciFetch(url, init));
+  const transport = createTransport({ caBundle: options.caBundle, proxy: options.proxy });
+  const fetchFn: Fetch = options.fetch ?? transport.fetch;
   const apiVersion = options.apiVersion ?? defaultApiVersion;
   const userAgent = options.userAgent ?? defaultUserAgent();
   const timeoutMs = options.timeoutMs ?? defaultTimeoutMs;
@@ -199,7 +197,6 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
       headers["content-type"] = "application/json";
       init.body = JSON.stringify(call.body);
     }
-    if (dispatcher) init.dispatcher = dispatcher;
 
     const started = clock.now();
     let status = 0;
@@ -445,7 +442,7 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
     clockOffsetMs: () => offsetMs,
 
     async close() {
-      await dispatcher?.close();
+      await transport.close();
     },
   };
 }
@@ -462,13 +459,26 @@ export async function readCapped(res: FetchResponse, limit: number): Promise<str
     return Buffer.byteLength(text) > limit ? undefined : text;
   }
   if (stream === null) return "";
+  const declared = Number(res.headers.get("content-length") ?? "");
+  const over = Number.isFinite(declared) && declared > limit;
+  if (!("getReader" in stream)) {
+    // node's response: destroyed past the limit (the connection is dropped, not drained).
+    if (over) return void stream.destroy();
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for await (const chunk of stream) {
+      total += (chunk as Buffer).length;
+      if (total > limit) return void stream.destroy();
+      chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks, total).toString("utf8");
+  }
   const reader = stream.getReader();
   const discard = async () => {
     await reader.cancel().catch(() => undefined);
     return undefined;
   };
-  const declared = Number(res.headers.get("content-length") ?? "");
-  if (Number.isFinite(declared) && declared > limit) return discard();
+  if (over) return discard();
   const chunks: Uint8Array[] = [];
   let total = 0;
   for (;;) {

@@ -5,7 +5,7 @@ import type { Clock } from "../clock.ts";
 import { GhatError } from "../core/errors.ts";
 import { annotations, labels, managedByValue } from "../core/outputs.ts";
 import type { Logger } from "../log.ts";
-import { Informer } from "./informer.ts";
+import { Informer, withoutManagedFields } from "./informer.ts";
 import { call } from "./kube.ts";
 import { KubeRest, pathOf } from "./rest.ts";
 import { SecretDataCache, type SecretView } from "./secrets.ts";
@@ -68,7 +68,7 @@ export class ClusterCache {
 
   constructor(options: CacheOptions) {
     this.#o = options;
-    this.#rest = new KubeRest(options.kubeConfig);
+    this.#rest = KubeRest.for(options.kubeConfig);
     this.#data = new SecretDataCache(options.secretData);
     const scopes = options.namespaces.length === 0 ? [undefined] : options.namespaces;
     const selector = `${labels.managedBy}=${managedByValue}`;
@@ -184,7 +184,7 @@ export class ClusterCache {
     }
     const full = await this.readSecret(namespace, name);
     if (!full) return undefined;
-    delete full.metadata?.managedFields;
+    if (full.metadata) full.metadata = withoutManagedFields(full.metadata);
     // Only a Secret the metadata cache sees can be kept: its updates and deletes drop the entry.
     if (meta) this.#data.set(full as SecretView);
     return full as SecretView;
@@ -195,7 +195,7 @@ export class ClusterCache {
    * so the reconcile that follows the write's echo needs no GET.
    */
   rememberSecret(secret: SecretView & { metadata?: { managedFields?: unknown } }): void {
-    delete secret.metadata?.managedFields;
+    if (secret.metadata) secret.metadata = withoutManagedFields(secret.metadata);
     this.#data.set(secret);
     const id = `${secret.metadata?.namespace ?? ""}/${secret.metadata?.name ?? ""}`;
     // Until the metadata cache has seen it, the write itself answers for it (not a GET).

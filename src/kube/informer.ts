@@ -1,12 +1,12 @@
 import { STATUS_CODES } from "node:http";
 import { createInterface, type Interface } from "node:readline";
 import type { Readable } from "node:stream";
-import { HttpMethod, type KubeConfig, type KubernetesObject, RequestContext } from "@kubernetes/client-node";
-import { request } from "undici";
+import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type { Clock } from "../clock.ts";
 import { GhatError } from "../core/errors.ts";
 import type { Logger } from "../log.ts";
 import { observerOf, resourceOf } from "./instrument.ts";
+import { KubeRest, readBounded } from "./rest.ts";
 
 /** Accept headers that make the API server send only metadata (no Secret data, no spec). */
 export const metadataListAccept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
@@ -324,18 +324,6 @@ export class Informer<T extends KubernetesObject> {
     }
   }
 
-  async #prepare(query: Record<string, string | undefined>, accept: string | undefined) {
-    const cluster = this.#o.kubeConfig.getCurrentCluster();
-    if (!cluster) throw new Error("No active cluster in the kubeconfig");
-    const url = new URL(cluster.server + this.#o.path);
-    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, v);
-    const ctx = new RequestContext(url.toString(), HttpMethod.GET);
-    await this.#o.kubeConfig.applySecurityAuthentication(ctx);
-    ctx.setHeaderParam("User-Agent", "ghat");
-    ctx.setHeaderParam("Accept", accept ?? "application/json");
-    return { url, ctx };
-  }
-
   /** One GET with a deadline over the whole exchange (headers and body). */
   async #request(
     query: Record<string, string | undefined>,
@@ -343,9 +331,8 @@ export class Informer<T extends KubernetesObject> {
     timeoutMs: number,
     verb: string,
   ): Promise<unknown> {
-    const { url, ctx } = await this.#prepare(query, accept);
     // Counted with the REST client's requests, as "list" (its GETs of one object are "get").
-    observerOf(this.#o.kubeConfig)?.("list", resourceOf(url.toString()));
+    observerOf(this.#o.kubeConfig)?.("list", resourceOf(this.#o.path));
     const abort = new AbortController();
     this.#abort = abort;
     let timedOut = false;
@@ -354,14 +341,16 @@ export class Informer<T extends KubernetesObject> {
       abort.abort();
     });
     try {
-      const res = await request(url, {
-        headers: ctx.getHeaders(),
-        dispatcher: ctx.getDispatcher() as never,
+      const res = await KubeRest.for(this.#o.kubeConfig).open("GET", {
+        path: this.#o.path,
+        query,
+        ...(accept ? { accept } : {}),
         signal: abort.signal,
+        idleMs: 0,
       });
-      const text = await res.body.text();
+      const text = await readBounded(res, `${verb} of ${this.#resource}`);
       if (res.statusCode === 410) throw new Expired();
-      if (res.statusCode !== 200) throw httpError(res.statusCode, text);
+      if (res.statusCode !== 200) throw httpError(res.statusCode ?? 0, text);
       return JSON.parse(text) as unknown;
     } catch (err) {
       if (timedOut)
@@ -382,7 +371,6 @@ export class Informer<T extends KubernetesObject> {
     idleMs: number,
     onEvent: (e: WatchEvent<T>) => void,
   ): Promise<void> {
-    const { url, ctx } = await this.#prepare(query, this.#o.metadataOnly ? metadataWatchAccept : undefined);
     const abort = new AbortController();
     this.#abort = abort;
     let cancel = (): void => undefined;
@@ -394,16 +382,19 @@ export class Informer<T extends KubernetesObject> {
     let input: Readable | undefined;
     let lines: Interface | undefined;
     try {
-      const res = await request(url, {
-        headers: ctx.getHeaders(),
-        dispatcher: ctx.getDispatcher() as never,
+      const res = await KubeRest.for(this.#o.kubeConfig).open("GET", {
+        path: this.#o.path,
+        query,
+        ...(this.#o.metadataOnly ? { accept: metadataWatchAccept } : {}),
         signal: abort.signal,
+        idleMs: 0,
       });
-      input = res.body;
+      input = res;
       // Aborting (idle timer, stop, a thrown event) errors the stream: that is handled here.
       input.on("error", () => undefined);
       if (res.statusCode === 410) throw new Expired();
-      if (res.statusCode !== 200) throw httpError(res.statusCode, await res.body.text());
+      if (res.statusCode !== 200)
+        throw httpError(res.statusCode ?? 0, await readBounded(res, `watch of ${this.#resource}`));
       lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
       for await (const line of lines) {
         if (!line.trim()) continue;
@@ -422,8 +413,8 @@ export class Informer<T extends KubernetesObject> {
       throw err;
     } finally {
       cancel();
-      // readline goes first: it re-emits its input's errors (undici errors a body destroyed
-      // before its end) as its own, where no one listens any more.
+      // readline goes first: it re-emits its input's errors (a body destroyed before its end
+      // errors) as its own, where no one listens any more.
       lines?.close();
       input?.destroy();
       abort.abort();
@@ -469,13 +460,68 @@ function messageOf(err: unknown): string {
  * Drops metadata.managedFields and kubectl's last-applied-configuration annotation (the whole
  * object again, for everything applied with `kubectl apply`): ghat reads neither, and they
  * are often the largest part of an object (controller-runtime's caches drop managedFields
- * with a transform too).
+ * with a transform too). Copies without them, not `delete`: V8 turns an object a property was
+ * deleted from into a dictionary, several times the size (for every cached object).
  */
 function trim<T extends KubernetesObject>(o: T): T {
+  internShared(o);
   const m = o.metadata;
-  if (m?.managedFields) delete m.managedFields;
-  if (m?.annotations?.[lastApplied] !== undefined) delete m.annotations[lastApplied];
+  if (!m) return o;
+  if (m.annotations?.[lastApplied] !== undefined) {
+    const { [lastApplied]: _, ...annotations } = m.annotations;
+    m.annotations = annotations;
+  }
+  if (m.managedFields) o.metadata = withoutManagedFields(m);
   return o;
+}
+
+/**
+ * Every cached object spells the same few strings again (its apiVersion and kind, ghat's
+ * finalizer, owner kinds, condition types, reasons and messages): JSON.parse makes a copy
+ * per object, about 300 bytes per token. Each is replaced by one shared copy. The table only
+ * holds short strings and stops growing at `maxInterned`: a tenant writing unique values
+ * costs it nothing but the lookups.
+ */
+function internShared(o: KubernetesObject): void {
+  if (o.apiVersion) o.apiVersion = intern(o.apiVersion);
+  if (o.kind) o.kind = intern(o.kind);
+  const m = o.metadata;
+  if (m?.finalizers) m.finalizers = m.finalizers.map(intern);
+  for (const ref of m?.ownerReferences ?? []) {
+    ref.apiVersion = intern(ref.apiVersion);
+    ref.kind = intern(ref.kind);
+  }
+  const conditions = (o as { status?: { conditions?: unknown } }).status?.conditions;
+  if (!Array.isArray(conditions)) return;
+  for (const c of conditions as Record<string, unknown>[]) {
+    for (const k of ["type", "status", "reason", "message"]) {
+      const v = c[k];
+      if (typeof v === "string") c[k] = intern(v);
+    }
+  }
+}
+
+const interned = new Map<string, string>();
+const maxInterned = 4096;
+const maxInternedLength = 100;
+
+/** How many strings are shared (for tests). */
+export function internedCount(): number {
+  return interned.size;
+}
+
+export function intern(s: string): string {
+  if (s.length > maxInternedLength) return s;
+  const shared = interned.get(s);
+  if (shared !== undefined) return shared;
+  if (interned.size < maxInterned) interned.set(s, s);
+  return s;
+}
+
+/** The metadata without managedFields, as a new object (see trim). */
+export function withoutManagedFields<M extends { managedFields?: unknown }>(m: M): Omit<M, "managedFields"> {
+  const { managedFields: _, ...rest } = m;
+  return rest;
 }
 
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration";

@@ -55,7 +55,7 @@ export function instrument(kc: KubeConfig, observe: RequestObserver): KubeConfig
 
 /** The resource (and subresource) of a Kubernetes API URL. */
 export function resourceOf(url: string): string {
-  const path = new URL(url).pathname.split("/").filter(Boolean);
+  const path = new URL(url, "https://_").pathname.split("/").filter(Boolean);
   // /api/v1/... or /apis/<group>/<version>/...
   let rest = path[0] === "api" ? path.slice(2) : path.slice(3);
   if (rest[0] === "namespaces" && rest.length > 2) rest = rest.slice(2);

@@ -71,7 +71,7 @@ export class KubeClient implements KubeWriter {
 
   /** `instance` names this replica on the events it records (the pod name in a cluster). */
   constructor(kubeConfig: KubeConfig, clock: Clock, instance: string = process.env.POD_NAME || hostname()) {
-    this.#rest = new KubeRest(kubeConfig);
+    this.#rest = KubeRest.for(kubeConfig);
     this.#clock = clock;
     // The API server refuses a reportingInstance longer than 128 characters.
     this.#instance = instance.slice(0, 128);
@@ -130,7 +130,7 @@ export class KubeClient implements KubeWriter {
     } catch (err) {
       if (createOnly && err instanceof KubeApiError && err.code === 409)
         throw new SecretExists(namespace, secret.name);
-      await call(`apply Secret ${namespace}/${secret.name}`, () => Promise.reject(err));
+      throw callError(`apply Secret ${namespace}/${secret.name}`, err);
     }
     if (written) this.onSecretWritten?.(written);
   }
@@ -269,13 +269,18 @@ export async function call<T>(
   try {
     return await fn();
   } catch (err) {
-    const status = err instanceof KubeApiError ? err.code : undefined;
-    if (status !== undefined && ignore.includes(status)) return undefined;
-    throw new GhatError("KubernetesError", `Failed to ${what}: ${describe(err)}`, {
-      ...(status === undefined ? {} : { status }),
-      cause: err,
-    });
+    if (err instanceof KubeApiError && ignore.includes(err.code)) return undefined;
+    throw callError(what, err);
   }
+}
+
+/** A failed API call as a GhatError that carries the status and no secrets. */
+function callError(what: string, err: unknown): GhatError {
+  const status = err instanceof KubeApiError ? err.code : undefined;
+  return new GhatError("KubernetesError", `Failed to ${what}: ${describe(err)}`, {
+    ...(status === undefined ? {} : { status }),
+    cause: err,
+  });
 }
 
 function describe(err: unknown): string {

@@ -27,7 +27,7 @@ export class KubeWorkloads implements WorkloadApi {
   readonly #rest: KubeRest;
 
   constructor(kubeConfig: KubeConfig) {
-    this.#rest = new KubeRest(kubeConfig);
+    this.#rest = KubeRest.for(kubeConfig);
   }
 
   async list(namespace: string): Promise<Workload[]> {

@@ -18,7 +18,7 @@ export interface AzureTokenCredential {
 }
 
 export interface AzureKeyVaultSignerOptions {
-  /** For tests; undici's fetch by default. */
+  /** For tests; node:https (github/transport.ts) by default. */
   fetch?: Fetch | undefined;
   /** PEM CA certificates trusted for the vault, in addition to the system roots. */
   caBundle?: string | undefined;

@@ -18,7 +18,7 @@ export interface GcpAccessTokenSource {
 }
 
 export interface GcpKmsSignerOptions {
-  /** For tests; undici's fetch by default. */
+  /** For tests; node:https (github/transport.ts) by default. */
   fetch?: Fetch | undefined;
   /** PEM CA certificates trusted for the endpoint, in addition to the system roots. */
   caBundle?: string | undefined;

@@ -1,8 +1,7 @@
-import { type Dispatcher, fetch as undiciFetch } from "undici";
 import { type ErrorCode, GhatError } from "../core/errors.ts";
 import { quotable } from "../github/classify.ts";
 import { type Fetch, readCapped } from "../github/client.ts";
-import { createDispatcher } from "../github/dispatcher.ts";
+import { createTransport } from "../github/transport.ts";
 
 /** A signer's answers are small JSON documents; anything larger is refused unread. */
 export const maxSignerResponseBytes = 256 * 1024;
@@ -12,7 +11,7 @@ export interface SignerHttpOptions {
   what: string;
   timeoutMs: number;
   caBundle?: string | undefined;
-  /** For tests; undici's fetch by default. */
+  /** For tests; node:https (github/transport.ts) by default. */
   fetch?: Fetch | undefined;
 }
 
@@ -40,8 +39,8 @@ export interface SignerAnswer {
  * 4xx is the backend's: it knows which ones mean denied or not found.
  */
 export function createSignerHttp(options: SignerHttpOptions) {
-  const dispatcher: Dispatcher | undefined = createDispatcher({ caBundle: options.caBundle });
-  const fetchFn: Fetch = options.fetch ?? ((url, init) => undiciFetch(url, init));
+  const transport = createTransport({ caBundle: options.caBundle });
+  const fetchFn: Fetch = options.fetch ?? transport.fetch;
   return {
     async request(req: SignerRequest): Promise<SignerAnswer> {
       const headers: Record<string, string> = { accept: "application/json", ...req.headers };
@@ -58,7 +57,6 @@ export function createSignerHttp(options: SignerHttpOptions) {
           ...(body === undefined ? {} : { body }),
           signal: AbortSignal.timeout(options.timeoutMs),
           redirect: "manual",
-          ...(dispatcher ? { dispatcher } : {}),
         });
       } catch (err) {
         throw new GhatError("SignerUnavailable", `${options.what} did not answer: ${transportReason(err)}`);
@@ -98,7 +96,7 @@ export function createSignerHttp(options: SignerHttpOptions) {
       return { status: res.status, headers: res.headers, json };
     },
     async close(): Promise<void> {
-      await dispatcher?.close();
+      await transport.close();
     },
   };
 }

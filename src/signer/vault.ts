@@ -20,7 +20,7 @@ const leaseShare = 2 / 3;
 const maxRemembered = 8;
 
 export interface VaultTransitSignerOptions {
-  /** For tests; undici's fetch by default. */
+  /** For tests; node:https (github/transport.ts) by default. */
   fetch?: Fetch | undefined;
 }
 

@@ -88,6 +88,36 @@ describe("the single-file bundle (dist/ghat.mjs)", () => {
     }
   });
 
+  it("loads neither undici nor Node's own fetch at start: undici is a chunk for proxies alone", async () => {
+    const read = (f: string) => readFileSync(join(dir, "dist", f), "utf8");
+    const chunks = readdirSync(join(dir, "dist/chunks"));
+    // undici's diagnostics channel: in exactly one chunk, which only an import() names.
+    const withUndici = chunks.filter((f) => read(`chunks/${f}`).includes("undici:request:create"));
+    expect(withUndici).toHaveLength(1);
+    const chunk = withUndici[0] ?? "";
+    expect(read("ghat.mjs").includes("undici:request:create")).toBe(false);
+    for (const f of chunks) {
+      const text = read(`chunks/${f}`);
+      expect(text.includes(`import("./${chunk}")`) || !text.includes(chunk), f).toBe(true);
+      expect(new RegExp(`from\\s*["']\\./${chunk.replace(".", "\\.")}`).test(text), f).toBe(false);
+    }
+    // No ES import of a Node built-in (but the banner's node:module): node:http's facade alone
+    // loads Node's internal undici.
+    for (const f of ["ghat.mjs", ...chunks.map((c) => `chunks/${c}`)]) {
+      expect(read(f).match(/from\s*["'](?:node:)?(?!module["'])[a-z_/]+["']/)?.[0] ?? null, f).toBeNull();
+    }
+    // What the process has loaded once the whole bundle is evaluated (--help exits after it).
+    const probe =
+      "data:text/javascript,process.on('exit',()=>process.stderr.write(JSON.stringify(" +
+      "process.moduleLoadList.filter((m)=>/undici|webstreams/.test(m)))))";
+    const { stderr } = await run(process.execPath, ["--import", probe, file, "--help"], {
+      cwd: dir,
+      env: { PATH: process.env.PATH ?? "" },
+      timeout: 15_000,
+    });
+    expect(JSON.parse(stderr)).toEqual([]);
+  });
+
   it("leaves out client-node's generated API and model classes, in every file", () => {
     const all = readdirSync(join(dir, "dist"), { recursive: true })
       .map(String)

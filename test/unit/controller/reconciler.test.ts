@@ -143,6 +143,32 @@ describe("Reconciler", () => {
     expect(kube.secretData("team", "ci-token")).toEqual({ token: github.minted[1] });
   });
 
+  it("renders the owner of an installation named by id from the status it wrote until the cache shows it", async () => {
+    const { kube, reconciler } = harness();
+    const spec = tokenObject();
+    spec.spec.secrets = [
+      { name: "ci-token", format: "template", template: { data: { owner: "{{ owner }}" } } },
+    ];
+    kube.tokens.set(key, structuredClone(spec));
+    await reconciler.reconcile(key);
+    const owner = kube.tokens.get(key)?.status?.owner;
+    expect(owner).toBeTruthy();
+    expect(kube.secretData("team", "ci-token")).toEqual({ owner });
+    // The cache shows the finalizer but not the status yet (its echo is still on the way).
+    const lagging = structuredClone(kube.tokens.get(key));
+    if (!lagging) throw new Error("no token");
+    delete lagging.status;
+    kube.tokens.set(key, lagging);
+    const writes = kube.writes;
+    await reconciler.reconcile(key);
+    expect(kube.writes).toBe(writes);
+    expect(kube.secretData("team", "ci-token")).toEqual({ owner });
+    // Deleted by hand meanwhile: restored with the owner, not without it.
+    kube.secrets.delete("team/ci-token");
+    await reconciler.reconcile(key);
+    expect(kube.secretData("team", "ci-token")).toEqual({ owner });
+  });
+
   it("drops its copy of the status it wrote once the cache shows that status, and writes nothing more", async () => {
     const { kube, reconciler } = harness();
     kube.tokens.set(key, tokenObject());

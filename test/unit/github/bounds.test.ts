@@ -73,6 +73,30 @@ describe("Answers are read up to 1 MiB, then discarded", () => {
     }
   });
 
+  it("gives up on an answer that stops after its headers, at the request's deadline, and drops it", async () => {
+    let closed = false;
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write('{"id":1,"na'); // and nothing more
+      res.on("close", () => {
+        closed = true;
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const err = await caught(client({ baseUrl: url, timeoutMs: 300 }).getApp(app));
+      expect(err).toMatchObject({ code: "GitHubUnavailable", retryable: true });
+      expect(err.message).toBe(
+        `could not reach GitHub at ${new URL(url).host}: no answer within 300 ms (GET /app)`,
+      );
+      await expect.poll(() => closed).toBe(true);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
   it("accepts an answer of exactly 1 MiB and refuses one byte more", async () => {
     const answer = (bytes: number) => {
       const prefix = '{"id":7,"name":"';

@@ -1,3 +1,4 @@
+import { createPrivateKey, generateKeyPairSync } from "node:crypto";
 import { decodeProtectedHeader, jwtVerify } from "jose";
 import { describe, expect, it } from "vitest";
 import { signAppJwt } from "../../../src/github/jwt.ts";
@@ -43,5 +44,18 @@ describe("signAppJwt", () => {
     const { iat, exp } = await claims(jwt, now);
     expect(exp).toBeLessThanOrEqual(nowSeconds + 600);
     expect(iat).toBeLessThanOrEqual(nowSeconds);
+  });
+});
+
+describe("a key that parses but cannot sign", () => {
+  it("is an InvalidPrivateKey with OpenSSL's reason and none of its material", async () => {
+    const jwk = generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ format: "jwk" });
+    const n = Buffer.from(String(jwk.n), "base64url");
+    n[n.length - 1] = (n[n.length - 1] ?? 0) & 0xfe; // an even modulus: no inverse for blinding
+    const key = createPrivateKey({ key: { ...jwk, n: n.toString("base64url") }, format: "jwk" });
+    const err = await signAppJwt({ key, issuer: 1, nowMs: 0, offsetMs: 0 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "InvalidPrivateKey" });
+    expect((err as Error).message).toContain("could not sign the App's JWT (no inverse)");
+    expect((err as Error).message).not.toContain(String(jwk.d).slice(0, 20));
   });
 });

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { getCACertificates } from "node:tls";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createGitHubClient, type GitHubClient } from "../../../src/github/client.ts";
-import { trustedCertificates } from "../../../src/github/dispatcher.ts";
+import { trustedCertificates } from "../../../src/github/transport.ts";
 import { FakeClock } from "../fakeclock.ts";
 import { type FakeGitHub, installationBody, startFakeGitHub, testKeyPair } from "./fakegithub.ts";
 import { caught } from "./helpers.ts";

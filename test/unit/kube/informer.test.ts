@@ -5,6 +5,8 @@ import { GhatError } from "../../../src/core/errors.ts";
 import {
   Informer,
   type InformerOptions,
+  intern,
+  internedCount,
   metadataListAccept,
   metadataWatchAccept,
 } from "../../../src/kube/informer.ts";
@@ -203,5 +205,18 @@ describe("Informer", () => {
     i.start();
     await i.waitForSync(5_000);
     expect(observed).toEqual(["list secrets"]);
+  });
+});
+
+describe("intern", () => {
+  it("shares short strings up to a bound: unique values a tenant writes cannot grow it", () => {
+    const before = internedCount();
+    expect(intern("ghat.dev/v1alpha1")).toBe("ghat.dev/v1alpha1");
+    expect(intern("ghat.dev/v1alpha1")).toBe("ghat.dev/v1alpha1");
+    expect(internedCount() - before).toBeLessThanOrEqual(1);
+    intern("x".repeat(101));
+    expect(internedCount() - before).toBeLessThanOrEqual(1);
+    for (let i = 0; i < 10_000; i++) intern(`unique message ${i}`);
+    expect(internedCount()).toBe(4096);
   });
 });

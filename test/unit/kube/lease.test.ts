@@ -53,13 +53,19 @@ async function tick(clock: FakeClock, ms: number) {
   for (let i = 0; i < 5; i++) await settle();
 }
 
+/** An elector that became leader on an empty Lease. */
+async function leading() {
+  const clock = new FakeClock();
+  const api = new FakeLeases();
+  const { e, events } = elector(api, clock, "a");
+  e.start();
+  await tick(clock, 0);
+  return { clock, api, e, events };
+}
+
 describe("LeaderElector", () => {
   it("renews from the Lease it last wrote: one PUT per retry period, no GET", async () => {
-    const clock = new FakeClock();
-    const api = new FakeLeases();
-    const { e, events } = elector(api, clock, "a");
-    e.start();
-    await tick(clock, 0);
+    const { clock, api, e, events } = await leading();
     expect(events).toEqual(["started"]);
     const before = { ...api.calls };
     for (let i = 0; i < 10; i++) await tick(clock, 2_000);
@@ -71,11 +77,7 @@ describe("LeaderElector", () => {
   });
 
   it("reads again when its renewal conflicts, and steps down when another holds the Lease", async () => {
-    const clock = new FakeClock();
-    const api = new FakeLeases();
-    const { e, events } = elector(api, clock, "a");
-    e.start();
-    await tick(clock, 0);
+    const { clock, api, e, events } = await leading();
     // Another replica took the Lease (as after a partition): the fast renewal conflicts.
     api.lease = {
       ...api.lease,
