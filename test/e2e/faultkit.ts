@@ -25,9 +25,14 @@ export class Monitor {
   readonly #remaining = new Map<string, number>();
   readonly #tokens = new Map<string, string>();
   readonly #written = new Set<string>();
-  /** Secret → the uid it had when the test deleted it; quiet until one with another uid is read. */
-  readonly #handDeleted = new Map<string, string | undefined>();
-  readonly #uids = new Map<string, string | undefined>();
+  /**
+   * Secret → the read sequence number at which the test deleted it by hand: its absence is
+   * quiet until a read that began after the delete finds it again. (A read that began before
+   * may still answer with the old Secret; comparing uids instead fails when the monitor never
+   * read the Secret before the delete.)
+   */
+  readonly #handDeleted = new Map<string, number>();
+  #reads = 0;
   /** Secret → the token it held when GitHub came back, still owed a refresh. */
   #owed = new Map<string, string>();
   #githubAnswers = true;
@@ -80,7 +85,7 @@ export class Monitor {
 
   /** The test deletes this Secret itself: its absence is not a violation until it is back. */
   deletedByHand(secret: string): void {
-    this.#handDeleted.set(secret, this.#uids.get(secret));
+    this.#handDeleted.set(secret, this.#reads);
   }
 
   /** Secrets still waiting for their refresh after GitHub came back. */
@@ -100,6 +105,7 @@ export class Monitor {
 
   async #check(name: string): Promise<void> {
     let secret: Awaited<ReturnType<Kube["core"]["readNamespacedSecret"]>> | undefined;
+    const read = ++this.#reads;
     try {
       // A read can hang while etcd restarts: give up on it after 2 s, keep sampling.
       secret = await Promise.race([
@@ -113,11 +119,10 @@ export class Monitor {
         this.#violation(`${name}: Secret disappeared`);
       return;
     }
-    const uid = secret.metadata?.uid;
-    this.#uids.set(name, uid);
-    // A read that began before the test's delete still shows the old Secret.
-    if (this.#handDeleted.has(name)) {
-      if (this.#handDeleted.get(name) === uid) return;
+    // A read that began before the test's delete may still show the old Secret.
+    const deletedAt = this.#handDeleted.get(name);
+    if (deletedAt !== undefined) {
+      if (read <= deletedAt) return;
       this.#handDeleted.delete(name);
     }
     const token = Buffer.from(secret.data?.token ?? "", "base64").toString("utf8");

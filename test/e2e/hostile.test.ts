@@ -459,7 +459,15 @@ describe("hostile input", () => {
               );
               expect(r.code, r.stderr).toBe(0);
               accepted++;
-              const t = await settle(keyNs, name);
+              // The token may be reconciled before the cache holds the App applied beside it
+              // (AppNotFound for a moment; the App's arrival brings it back): wait past that.
+              const t = await settleReady(
+                kube,
+                keyNs,
+                name,
+                (r) => r.reason !== "AppNotFound" && (r.reason === "Issued" || r.status === "False"),
+                { timeout: 20_000, interval: 100 },
+              );
               const reason = ready(t)?.reason;
               const allowed = k.bodyChanged
                 ? ["InvalidPrivateKey", "JWTRejected", "Issued"]

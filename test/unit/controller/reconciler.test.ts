@@ -145,7 +145,7 @@ describe("Reconciler", () => {
 
   it("renders the owner of an installation named by id from the status it wrote until the cache shows it", async () => {
     const { kube, reconciler } = harness();
-    const spec = tokenObject();
+    const spec = tokenObject({ installation: { id: 7 } });
     spec.spec.secrets = [
       { name: "ci-token", format: "template", template: { data: { owner: "{{ owner }}" } } },
     ];
