@@ -43,14 +43,25 @@ export interface Endpoint {
   proxy?: string | undefined;
 }
 
-/** Only what a revocation needs of an App (no key, no policy). */
+/**
+ * Only what a revocation needs of an App (no key, no policy). One copy per App object version
+ * (every token of an App keeps the same one), not one per token and reconcile.
+ */
 export function endpointOf(e: Endpoint): Endpoint {
-  return {
-    baseUrl: e.baseUrl,
-    ...(e.caBundle ? { caBundle: e.caBundle } : {}),
-    ...(e.proxy ? { proxy: e.proxy } : {}),
-  };
+  let endpoint = endpoints.get(e);
+  if (endpoint === undefined) {
+    endpoint = {
+      baseUrl: e.baseUrl,
+      ...(e.caBundle ? { caBundle: e.caBundle } : {}),
+      ...(e.proxy ? { proxy: e.proxy } : {}),
+    };
+    endpoints.set(e, endpoint);
+    endpoints.set(endpoint, endpoint);
+  }
+  return endpoint;
 }
+
+const endpoints = new WeakMap<Endpoint, Endpoint>();
 
 export type AppResolution =
   | { ok: true; app: ResolvedApp }

@@ -1,4 +1,5 @@
 import type { Clock } from "../clock.ts";
+import { DueTimes } from "../core/due.ts";
 
 export interface WorkQueueOptions {
   clock: Clock;
@@ -27,8 +28,9 @@ export interface WorkQueueOptions {
 /**
  * A keyed work queue after client-go's workqueue: a key is queued at most once (dirty set),
  * never processed by two workers at once (processing set), and re-queued once more if it
- * was added while being processed. Delayed adds keep only the earliest due time per key, so
- * the refresh schedule is one timer per token, not a poll.
+ * was added while being processed. Delayed adds keep only the earliest due time per key, in
+ * one heap under one timer (armed for the earliest), so the refresh schedule of thousands of
+ * tokens is neither a poll nor thousands of timers.
  *
  * Unlike client-go's, it is fair between tenants: queued keys wait in one FIFO per group
  * (namespace), groups are served in turn, and a group never holds more than `perGroup`
@@ -43,7 +45,9 @@ export class WorkQueue {
   readonly #activeIn = new Map<string, number>();
   readonly #dirty = new Set<string>();
   readonly #processing = new Set<string>();
-  readonly #delayed = new Map<string, { at: number; cancel: () => void }>();
+  readonly #delayed = new DueTimes();
+  /** The one timer of the delayed adds: the time it is armed for, and its cancel. */
+  #timer: { at: number; cancel: () => void } | undefined;
   readonly #idleWaiters: (() => void)[] = [];
   #depth = 0;
   #active = 0;
@@ -76,14 +80,7 @@ export class WorkQueue {
       this.add(key);
       return;
     }
-    const pending = this.#delayed.get(key);
-    if (pending && pending.at <= at) return;
-    pending?.cancel();
-    const cancel = this.#opts.clock.setTimer(delay, () => {
-      this.#delayed.delete(key);
-      this.add(key);
-    });
-    this.#delayed.set(key, { at, cancel });
+    if (this.#delayed.set(key, at)) this.#arm();
   }
 
   /** Drop a key's pending delayed add (e.g. the object was deleted). */
@@ -93,7 +90,7 @@ export class WorkQueue {
 
   /** When a key is next due by a delayed add, if any. */
   scheduledAt(key: string): number | undefined {
-    return this.#delayed.get(key)?.at;
+    return this.#delayed.get(key);
   }
 
   /** Keep accepting keys but start no work (a replica that is not the leader). */
@@ -126,7 +123,9 @@ export class WorkQueue {
    */
   async shutdown(timeoutMs = Number.POSITIVE_INFINITY): Promise<void> {
     this.#stopped = true;
-    for (const key of [...this.#delayed.keys()]) this.#cancelDelayed(key);
+    this.#delayed.clear();
+    this.#timer?.cancel();
+    this.#timer = undefined;
     this.#groups.clear();
     this.#depth = 0;
     this.#dirty.clear();
@@ -150,12 +149,26 @@ export class WorkQueue {
     this.#report();
   }
 
+  /** The timer stays armed: firing with nothing due costs one turn, and it re-arms itself. */
   #cancelDelayed(key: string): void {
-    const pending = this.#delayed.get(key);
-    if (pending) {
-      pending.cancel();
-      this.#delayed.delete(key);
+    this.#delayed.delete(key);
+  }
+
+  /** Arms the timer for the earliest delayed add, unless it already is. */
+  #arm(): void {
+    const next = this.#delayed.next();
+    if (next === undefined || this.#stopped) return;
+    if (this.#timer !== undefined) {
+      if (this.#timer.at <= next) return;
+      this.#timer.cancel();
     }
+    const cancel = this.#opts.clock.setTimer(next - this.#opts.clock.now(), () => {
+      this.#timer = undefined;
+      // What the timer was armed for is due even if the wall clock reads a little earlier.
+      for (const key of this.#delayed.takeDue(Math.max(next, this.#opts.clock.now()))) this.add(key);
+      this.#arm();
+    });
+    this.#timer = { at: next, cancel };
   }
 
   /** The next key of the first group in turn that is under its share of workers. */

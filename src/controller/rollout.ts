@@ -64,6 +64,14 @@ interface Job {
  * pod-template annotation restarted-for.ghat.dev/<token> records which token a workload got,
  * so a new leader finishes what the old one left.
  */
+/** The report of a token no workload reads through env and that restarts none (shared, frozen). */
+const nothing: DeliveryReport = Object.freeze({
+  envReaders: Object.freeze([]) as unknown as string[],
+  scheduled: Object.freeze([]) as unknown as string[],
+  problems: Object.freeze([]) as unknown as string[],
+  relevant: false,
+});
+
 export class Rollouts {
   readonly #o: RolloutOptions;
   readonly #checked = new Map<string, { sig: string; report: DeliveryReport }>();
@@ -104,8 +112,11 @@ export class Rollouts {
       report.relevant = report.envReaders.length > 0 || input.rollout !== undefined;
       if (input.rollout) this.#schedule(input, workloads, report);
     }
-    this.#checked.set(input.key, { sig, report });
-    return report;
+    // Most tokens have nothing to report: they share one empty report.
+    const kept =
+      report.relevant || report.problems.length > 0 || report.scheduled.length > 0 ? report : nothing;
+    this.#checked.set(input.key, { sig, report: kept });
+    return kept;
   }
 
   /** The token is gone: drop what was remembered for it. */

@@ -75,6 +75,51 @@ describe("WorkQueue", () => {
     expect(seen).toEqual(["k"]);
   });
 
+  it("holds one timer for any number of delayed keys and runs each at its own time", async () => {
+    const clock = new FakeClock();
+    const ranAt = new Map<string, number>();
+    const q = new WorkQueue({ clock, workers: 4_000, process: async (k) => void ranAt.set(k, clock.now()) });
+    const start = clock.now();
+    const due = new Map<string, number>();
+    for (let i = 0; i < 2_000; i++) {
+      due.set(`ns/k${i}`, start + 1_000 + ((i * 7919) % 2_000) * 10);
+      q.addAt(`ns/k${i}`, due.get(`ns/k${i}`) as number);
+    }
+    expect(clock.pendingTimers).toBe(1);
+    q.forget("ns/k5");
+    for (let t = 0; t <= 21_000; t += 500) {
+      clock.advance(500);
+      await q.idle();
+      expect(clock.pendingTimers).toBeLessThanOrEqual(1);
+    }
+    expect(ranAt.size).toBe(1_999);
+    expect(ranAt.has("ns/k5")).toBe(false);
+    // Each ran at its due time exactly (the fake clock fires timers at their time).
+    for (const [k, at] of ranAt) expect(at, k).toBe(due.get(k));
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it("an earlier delayed add re-arms the timer; a later one does not delay an earlier", async () => {
+    const clock = new FakeClock();
+    const seen: string[] = [];
+    const q = new WorkQueue({ clock, workers: 1, process: async (k) => void seen.push(k) });
+    q.addAt("a", clock.now() + 10_000);
+    q.addAt("b", clock.now() + 2_000);
+    q.addAt("c", clock.now() + 30_000);
+    clock.advance(2_000);
+    await q.idle();
+    expect(seen).toEqual(["b"]);
+    clock.advance(8_000);
+    await q.idle();
+    expect(seen).toEqual(["b", "a"]);
+    clock.advance(19_999);
+    await q.idle();
+    expect(seen).toEqual(["b", "a"]);
+    clock.advance(1);
+    await q.idle();
+    expect(seen).toEqual(["b", "a", "c"]);
+  });
+
   it("an immediate add replaces a pending delayed one", async () => {
     const clock = new FakeClock();
     const seen: string[] = [];
