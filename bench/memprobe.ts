@@ -41,7 +41,15 @@ try {
   await op.started;
   show("empty", await idleWindow(op, 0, 5, 2));
   const r = await burst(k, op, gh, n, "probe");
-  say("ready", r.allReadyS, "cpu", r.operatorCpuS.toFixed(2), "p99", r.p99Ms);
+  say(
+    "ready",
+    r.allReadyS,
+    "cpu",
+    r.operatorCpuS.toFixed(2),
+    "p99",
+    r.p99Ms,
+    JSON.stringify(r.operatorCpuByThread),
+  );
   show("idle", await idleWindow(op, n, idleS, 20));
   if (profDir) {
     op.proc.kill("SIGUSR2");

@@ -230,6 +230,10 @@ function write(r: Results) {
         `| ${b.tokens} | ${f1(b.allReadyS)} s | ${f1(b.p50Ms)} ms | ${f1(b.p95Ms)} ms | ${f1(b.p99Ms)} ms | ${b.mints} | ${f1(b.operatorCpuS)} s (${f2((b.operatorCpuS / b.tokens) * 100)} s) | ${f1(b.apiserverCpuS ?? Number.NaN)} s | ${f1(b.operatorPeakRssMiB)} / ${f1(b.operatorRssMiB)} MiB | ${kv(b.operatorRequests)} | ${kv(b.apiserverRequests)} |`,
     ),
     "",
+    ...r.bursts.map(
+      (b) => `Operator CPU by thread in the ${b.tokens}-token burst: ${kv(b.operatorCpuByThread ?? {})}.`,
+    ),
+    "",
     `Idle: 20 tokens created one at a time: apply→Ready p50 ${f1(r.idleLatency.p50Ms)} ms, max ${f1(r.idleLatency.maxMs)} ms.`,
     "",
     "## 2. Idle",

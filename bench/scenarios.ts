@@ -38,6 +38,8 @@ export interface BurstResult {
   operatorRequests: Record<string, number>;
   apiserverRequests: Record<string, number>;
   operatorCpuS: number;
+  /** The operator's CPU over the burst by thread (main thread, V8's workers, libuv's pool). */
+  operatorCpuByThread: Record<string, number>;
   /** Set by bench/run.ts: the API server's CPU over the burst. */
   apiserverCpuS?: number;
   operatorPeakRssMiB: number;
@@ -69,6 +71,7 @@ export async function burst(
     const requestsBefore = requestsOf(metricsBefore);
     const apiBefore = await apiserverRequests(k);
     const cpuBefore = op.cpuSeconds();
+    const threadsBefore = op.threadCpu();
     const t0 = Date.now();
     const sent = await createTokens(k, tokens, options.concurrency ?? 32);
     await until(() => obs.readyAt.size >= n, options.timeoutMs ?? 30 * 60_000, 100);
@@ -88,6 +91,7 @@ export async function burst(
       operatorRequests: diff(requestsOf(metrics), requestsBefore),
       apiserverRequests: diff(await apiserverRequests(k), apiBefore),
       operatorCpuS: op.cpuSeconds() - cpuBefore,
+      operatorCpuByThread: diff(op.threadCpu(), threadsBefore),
       operatorPeakRssMiB: mem.peakKiB / 1024,
       operatorRssMiB: mem.rssKiB / 1024,
     };

@@ -1,12 +1,11 @@
 import { STATUS_CODES } from "node:http";
-import { createInterface, type Interface } from "node:readline";
 import type { Readable } from "node:stream";
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type { Clock } from "../clock.ts";
 import { GhatError } from "../core/errors.ts";
 import type { Logger } from "../log.ts";
 import { observerOf, resourceOf } from "./instrument.ts";
-import { KubeRest, readBounded } from "./rest.ts";
+import { KubeRest, maxResponseBytes, readBounded } from "./rest.ts";
 
 /** Accept headers that make the API server send only metadata (no Secret data, no spec). */
 export const metadataListAccept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
@@ -365,7 +364,11 @@ export class Informer<T extends KubernetesObject> {
     }
   }
 
-  /** One watch request; resolves when the server or the idle timer ends it. */
+  /**
+   * One watch request; resolves when the server or the idle timer ends it. The body is split
+   * into lines here, each handled as it arrives (no readline and no promise per event), and
+   * the idle timer is one timer re-armed only when it fires early, not one per event.
+   */
   async #stream(
     query: Record<string, string | undefined>,
     idleMs: number,
@@ -373,14 +376,18 @@ export class Informer<T extends KubernetesObject> {
   ): Promise<void> {
     const abort = new AbortController();
     this.#abort = abort;
+    const clock = this.#o.clock;
+    let heard = clock.now();
     let cancel = (): void => undefined;
-    const arm = (): void => {
-      cancel();
-      cancel = this.#o.clock.setTimer(idleMs, () => abort.abort());
+    const arm = (ms: number): void => {
+      cancel = clock.setTimer(ms, () => {
+        const quiet = clock.now() - heard;
+        if (quiet >= idleMs) abort.abort();
+        else arm(idleMs - quiet);
+      });
     };
-    arm();
+    arm(idleMs);
     let input: Readable | undefined;
-    let lines: Interface | undefined;
     try {
       const res = await KubeRest.for(this.#o.kubeConfig).open("GET", {
         path: this.#o.path,
@@ -395,27 +402,52 @@ export class Informer<T extends KubernetesObject> {
       if (res.statusCode === 410) throw new Expired();
       if (res.statusCode !== 200)
         throw httpError(res.statusCode ?? 0, await readBounded(res, `watch of ${this.#resource}`));
-      lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
-      for await (const line of lines) {
-        if (!line.trim()) continue;
-        arm();
+      res.setEncoding("utf8");
+      const handle = (line: string): void => {
+        if (!line.trim()) return;
         let event: WatchEvent<T>;
         try {
           event = JSON.parse(line) as WatchEvent<T>;
         } catch {
-          continue;
+          return;
         }
         onEvent(event);
+      };
+      // The start of a line whose end has not arrived yet, in pieces (joined once, at its end).
+      const parts: string[] = [];
+      let partsLength = 0;
+      for await (const chunk of res as AsyncIterable<string>) {
+        heard = clock.now();
+        let from = 0;
+        for (let end = chunk.indexOf("\n"); end !== -1; end = chunk.indexOf("\n", from)) {
+          let line = chunk.slice(from, end);
+          from = end + 1;
+          if (parts.length > 0) {
+            parts.push(line);
+            line = parts.join("");
+            parts.length = 0;
+            partsLength = 0;
+          }
+          handle(line);
+        }
+        if (from < chunk.length) {
+          parts.push(from === 0 ? chunk : chunk.slice(from));
+          partsLength += chunk.length - from;
+          // One event is one object: an API server's objects are far below this.
+          if (partsLength > maxResponseBytes)
+            throw new Error(
+              `watch of ${this.#resource}: an event is larger than ${maxResponseBytes / 2 ** 20} MiB`,
+            );
+        }
       }
+      // A last line cut short by the end of the stream does not parse, and is dropped.
+      if (parts.length > 0) handle(parts.join(""));
     } catch (err) {
       // The idle timer or stop() ended the watch: reopen it (or stop), not an error.
       if (abort.signal.aborted && !(err instanceof Expired)) return;
       throw err;
     } finally {
       cancel();
-      // readline goes first: it re-emits its input's errors (a body destroyed before its end
-      // errors) as its own, where no one listens any more.
-      lines?.close();
       input?.destroy();
       abort.abort();
       if (this.#abort === abort) this.#abort = undefined;

@@ -1,3 +1,4 @@
+import type { ServerResponse } from "node:http";
 import type { KubernetesObject } from "@kubernetes/client-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { systemClock } from "../../../src/clock.ts";
@@ -11,6 +12,7 @@ import {
   metadataWatchAccept,
 } from "../../../src/kube/informer.ts";
 import { instrument } from "../../../src/kube/instrument.ts";
+import { FakeClock } from "../fakeclock.ts";
 import { fakeApi, json, log, openWatch, secretMeta } from "./fakeapi.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -127,6 +129,60 @@ describe("Informer", () => {
     expect(watches.map((w) => w.query.get("resourceVersion")).slice(0, 2)).toEqual(["7", "9"]);
     // A quiet watch is reopened, not relisted.
     expect(api.requests.filter((r) => !r.query.get("watch"))).toHaveLength(1);
+  });
+
+  it("reads watch events however the stream cuts them: mid-line, mid-character, several per write", async () => {
+    let raw: ServerResponse | undefined;
+    const api = await server((_req, res, seen) => {
+      if (!seen.query.get("watch")) return json(res, 200, { items: [], metadata: { resourceVersion: "1" } });
+      res.writeHead(200, { "content-type": "application/json" });
+      res.flushHeaders();
+      raw = res;
+    });
+    const { i, events } = await informer(api);
+    i.start();
+    await i.waitForSync(5_000);
+    await expect.poll(() => raw).toBeDefined();
+    const lines = [2, 3, 4, 5].map(
+      (n) =>
+        `${JSON.stringify({ type: "ADDED", object: secretMeta(`s${n}`, String(n), { annotations: { note: "ü🙂€".repeat(n * 200) } }) })}\n`,
+    );
+    // Bytes, cut at places that split lines and multi-byte characters; two lines in one write.
+    const bytes = Buffer.from(`${lines[0]}\n${lines[1]}${lines[2]}${lines[3]}`);
+    const cuts = [7, 1_001, 1_002, 2_503, 4_999, bytes.length - 3, bytes.length];
+    let from = 0;
+    for (const cut of cuts) {
+      raw?.write(bytes.subarray(from, cut));
+      from = cut;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await expect.poll(() => events.length).toBe(4);
+    expect(events).toEqual(["add s2@2", "add s3@3", "add s4@4", "add s5@5"]);
+    expect(i.get("s5", "ns")?.metadata?.annotations?.note).toBe("ü🙂€".repeat(1_000));
+  });
+
+  it("keeps a watch open while events keep coming, however long, when each gap is under the idle time", async () => {
+    let push: ((e: unknown) => void) | undefined;
+    const api = await server((_req, res, seen) => {
+      if (!seen.query.get("watch")) return json(res, 200, { items: [], metadata: { resourceVersion: "1" } });
+      push = openWatch(res);
+    });
+    const clock = new FakeClock();
+    const { i, events } = await informer(api, { watchIdleMs: 300, clock });
+    i.start();
+    await i.waitForSync(5_000);
+    await expect.poll(() => push).toBeDefined();
+    // 12 events 100 ms apart: 1.2 s, four times the idle time, in one watch.
+    for (let n = 2; n < 14; n++) {
+      push?.({ type: "ADDED", object: secretMeta(`s${n}`, String(n)) });
+      await expect.poll(() => events.length, { interval: 5 }).toBe(n - 1);
+      clock.advance(100);
+    }
+    expect(api.requests.filter((r) => r.query.get("watch"))).toHaveLength(1);
+    // Then silence for the idle time: reopened from the last resourceVersion.
+    clock.advance(300);
+    await expect.poll(() => api.requests.filter((r) => r.query.get("watch")).length).toBe(2);
+    expect(api.requests.filter((r) => r.query.get("watch"))[1]?.query.get("resourceVersion")).toBe("13");
   });
 
   it("applies watch events to the cache and relists on 410 Gone", async () => {
