@@ -429,9 +429,13 @@ export class Operator {
     return Object.fromEntries(Object.entries(out).filter(([, v]) => v >= 1024));
   }
 
-  /** CPU seconds by thread name (threads of one name summed): the main thread, V8's workers, libuv's pool. */
+  /**
+   * CPU seconds by thread name (threads of one name summed): the main thread, V8's workers,
+   * libuv's pool; and "of which kernel": the system time of all of them (syscalls, and the
+   * loopback network stack's work done on the sender's time).
+   */
   threadCpu(): Record<string, number> {
-    const out: Record<string, number> = {};
+    const out: Record<string, number> = { "of which kernel": 0 };
     const pid = this.proc.pid ?? 0;
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
       try {
@@ -439,6 +443,7 @@ export class Operator {
         const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
         const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
         out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) / 100;
+        out["of which kernel"] = (out["of which kernel"] ?? 0) + Number(f[12]) / 100;
       } catch {
         // the thread ended
       }
