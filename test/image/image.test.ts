@@ -152,7 +152,12 @@ describe("the container image (Dockerfile, built with buildah)", () => {
 
   it("runs ghat as the numeric non-root user, with ghat's flags as the only arguments", () => {
     expect(config.config.User).toBe("65532:65532");
-    expect(config.config.Entrypoint).toEqual(["/nodejs/bin/node", "--optimize-for-size", "--max-opt=2", "dist/ghat.mjs"]);
+    expect(config.config.Entrypoint).toEqual([
+      "/nodejs/bin/node",
+      "--optimize-for-size",
+      "--max-opt=2",
+      "dist/ghat.mjs",
+    ]);
     // Docker resets an inherited CMD to null when the Dockerfile sets ENTRYPOINT; buildah to [].
     expect(config.config.Cmd ?? []).toEqual([]);
     expect(config.config.WorkingDir).toBe("/app");
