@@ -57,13 +57,6 @@ interface Job {
   owners: Set<string>;
 }
 
-/**
- * Delivery of new tokens to workloads: finds workloads that read the Secrets through
- * environment variables (they go stale), and restarts the workloads a GitHubAppToken lists,
- * only when its token changed, staggered per token and paced globally. Level-driven: the
- * pod-template annotation restarted-for.ghat.dev/<token> records which token a workload got,
- * so a new leader finishes what the old one left.
- */
 /** The report of a token no workload reads through env and that restarts none (shared, frozen). */
 const nothing: DeliveryReport = Object.freeze({
   envReaders: Object.freeze([]) as unknown as string[],
@@ -72,6 +65,13 @@ const nothing: DeliveryReport = Object.freeze({
   relevant: false,
 });
 
+/**
+ * Delivery of new tokens to workloads: finds workloads that read the Secrets through
+ * environment variables (they go stale), and restarts the workloads a GitHubAppToken lists,
+ * only when its token changed, staggered per token and paced globally. Level-driven: the
+ * pod-template annotation restarted-for.ghat.dev/<token> records which token a workload got,
+ * so a new leader finishes what the old one left.
+ */
 export class Rollouts {
   readonly #o: RolloutOptions;
   readonly #checked = new Map<string, { sig: string; report: DeliveryReport }>();

@@ -440,7 +440,7 @@ export class Informer<T extends KubernetesObject> {
             );
         }
       }
-      // A last line cut short by the end of the stream does not parse, and is dropped.
+      // A last line without its newline is handled like any other (cut short, it does not parse).
       if (parts.length > 0) handle(parts.join(""));
     } catch (err) {
       // The idle timer or stop() ended the watch: reopen it (or stop), not an error.
