@@ -31,7 +31,8 @@ export class Monitor {
    * may still answer with the old Secret; comparing uids instead fails when the monitor never
    * read the Secret before the delete.)
    */
-  readonly #handDeleted = new Map<string, number>();
+  readonly #handDeleted = new Map<string, { read: number; uid: string | undefined }>();
+  readonly #uids = new Map<string, string | undefined>();
   #reads = 0;
   /** Secret → the token it held when GitHub came back, still owed a refresh. */
   #owed = new Map<string, string>();
@@ -85,7 +86,7 @@ export class Monitor {
 
   /** The test deletes this Secret itself: its absence is not a violation until it is back. */
   deletedByHand(secret: string): void {
-    this.#handDeleted.set(secret, this.#reads);
+    this.#handDeleted.set(secret, { read: this.#reads, uid: this.#uids.get(secret) });
   }
 
   /** Secrets still waiting for their refresh after GitHub came back. */
@@ -120,9 +121,13 @@ export class Monitor {
       return;
     }
     // A read that began before the test's delete may still show the old Secret.
-    const deletedAt = this.#handDeleted.get(name);
-    if (deletedAt !== undefined) {
-      if (read <= deletedAt) return;
+    // A read may also begin after the call but reach the server before the delete: a Secret
+    // with the uid last read before the delete is still the old one.
+    const uid = secret.metadata?.uid;
+    this.#uids.set(name, uid);
+    const deleted = this.#handDeleted.get(name);
+    if (deleted !== undefined) {
+      if (read <= deleted.read || (deleted.uid !== undefined && deleted.uid === uid)) return;
       this.#handDeleted.delete(name);
     }
     const token = Buffer.from(secret.data?.token ?? "", "base64").toString("utf8");
