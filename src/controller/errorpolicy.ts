@@ -16,7 +16,7 @@ const slowRetry: ReadonlySet<ErrorCode> = new Set([
 ]);
 
 export interface FailureInput {
-  error: Pick<GhatError, "code" | "retryable" | "retryAt">;
+  error: Pick<GhatError, "code" | "retryable" | "retryAt"> & { exact?: boolean };
   /** Consecutive failures, this one included. */
   failures: number;
   /** A number in [0, 1) for jitter. */
@@ -39,10 +39,13 @@ export interface FailureInput {
  * remaining lifetime, so a refresh lands soon after GitHub answers again; with nothing
  * usable held they keep the floor's pace (docs/reliability.md). A server that answers
  * nonsense (InvalidResponse) gets no such cap: it backs off to 5 minutes, whatever refresh
- * policy its tenant chose.
+ * policy its tenant chose. A wait that ends at a known time (ghat's own interval between two
+ * mints of one token) retries then: backoff on top of it would only delay a refresh that is
+ * due, past the retry the outage left it.
  */
 export function retryAfterFailure(input: FailureInput): number | undefined {
   const { error, now } = input;
+  if (error.exact && error.retryAt !== undefined) return Math.max(now, error.retryAt);
   const maxMs =
     input.minRemainingMs !== undefined && error.code !== "InvalidResponse"
       ? retryCap(input.held ? input.held.expiresAt - input.minRemainingMs - now : 0, input.minRemainingMs)

@@ -142,7 +142,9 @@ export class Issuer {
       throw new GhatError(
         "Throttled",
         `the next mint is held back until ${rfc3339(gate.retryAt)} by ghat's mint limit (${gate.reason})`,
-        { retryAt: gate.retryAt },
+        // The interval ends at a known time, and only this token waits for it: retry then. A
+        // shared bucket keeps the backoff, so the tokens that wait on it do not all retry at once.
+        { retryAt: gate.retryAt, exact: gate.reason === "token-interval" },
       );
     }
     // Every attempt counts, failed ones too: a tenant whose server keeps failing must not make

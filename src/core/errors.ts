@@ -72,6 +72,11 @@ export interface GhatErrorOptions {
   status?: number;
   /** Earliest time (epoch ms) a retry makes sense: from retry-after or x-ratelimit-reset. */
   retryAt?: number;
+  /**
+   * `retryAt` is when the cause ends for certain (ghat's own interval between two mints of one
+   * token): retry then, not later by backoff.
+   */
+  exact?: boolean;
   cause?: unknown;
 }
 
@@ -80,6 +85,7 @@ export class GhatError extends Error {
   readonly retryable: boolean;
   readonly status: number | undefined;
   readonly retryAt: number | undefined;
+  readonly exact: boolean;
 
   constructor(code: ErrorCode, message: string, options: GhatErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -88,6 +94,7 @@ export class GhatError extends Error {
     this.retryable = retryableCodes.has(code);
     this.status = options.status;
     this.retryAt = options.retryAt;
+    this.exact = options.exact ?? false;
   }
 }
 

@@ -46,4 +46,40 @@ describe("retryAfterFailure", () => {
     });
     expect((at ?? 0) - now).toBeGreaterThanOrEqual(150_000);
   });
+
+  // The soak's failure: GitHub came back, the next retry (jittered, up to 1 s) bounced off
+  // the token's own mint interval, which ended 250 ms later, and backoff put the retry after
+  // it at up to 1 s more: the Secret dipped below its minimum lifetime.
+  it("retries ghat's own per-token interval when it ends, not later by backoff", () => {
+    const nearMinimum = { expiresAt: now + 6_500 };
+    const at = retryAfterFailure({
+      ...base,
+      failures: 9,
+      random: 0.999,
+      error: new GhatError("Throttled", "interval", { retryAt: now + 250, exact: true }),
+      held: nearMinimum,
+      minRemainingMs: 6_000,
+    });
+    expect(at).toBe(now + 250);
+    // The same wait on a shared bucket keeps its backoff: the tokens behind it spread out.
+    const shared = retryAfterFailure({
+      ...base,
+      failures: 9,
+      random: 0.999,
+      error: new GhatError("Throttled", "bucket", { retryAt: now + 250 }),
+      held: nearMinimum,
+      minRemainingMs: 6_000,
+    });
+    expect(shared).toBeGreaterThan(now + 900);
+  });
+
+  it("never schedules an exact wait that has already ended in the past", () => {
+    const at = retryAfterFailure({
+      ...base,
+      error: new GhatError("Throttled", "interval", { retryAt: now - 5, exact: true }),
+      held: undefined,
+      minRemainingMs: 6_000,
+    });
+    expect(at).toBe(now);
+  });
 });
