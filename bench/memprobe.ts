@@ -8,7 +8,7 @@
  *   OPFLAGS="..."   extra operator flags
  */
 import { startControlPlane } from "../src/devcluster/controlplane.ts";
-import { bundle, github, kube, Operator } from "./lib.ts";
+import { bundle, github, kube, metricSum, Operator } from "./lib.ts";
 import { burst, type IdleResult, idleWindow, installCrds } from "./scenarios.ts";
 
 const n = Number(process.env.N ?? 1200);
@@ -49,6 +49,15 @@ try {
     "p99",
     r.p99Ms,
     JSON.stringify(r.operatorCpuByThread),
+  );
+  const metrics = await op.metrics();
+  say(
+    "reconciles",
+    metricSum(metrics, "ghat_reconcile_duration_seconds_count"),
+    "kube requests",
+    metricSum(metrics, "ghat_kube_requests_total"),
+    "github requests",
+    metricSum(metrics, "ghat_github_requests_total"),
   );
   show("idle", await idleWindow(op, n, idleS, 20));
   if (profDir) {

@@ -114,10 +114,12 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
   });
   const queue = controller.queue;
   // What ghat wrote is what the next reconcile reads: no GET for its data, no reconcile for its echo.
-  kube.onSecretWritten = (secret) => {
-    cache.rememberSecret(secret);
-    const m = secret.metadata;
-    controller?.secretWritten(m?.namespace ?? "", m?.name ?? "", m?.resourceVersion);
+  kube.onSecretWrite = (namespace, name) => {
+    controller?.secretWriting(namespace, name);
+    return (secret) => {
+      if (secret) cache.rememberSecret(secret);
+      controller?.secretWritten(namespace, name, secret?.metadata?.resourceVersion);
+    };
   };
   kube.onTokenWritten = (token) => {
     const m = token.metadata;

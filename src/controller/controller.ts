@@ -4,7 +4,7 @@ import { appSecretName } from "../api/githubapp.ts";
 import type { Clock } from "../clock.ts";
 import { labels } from "../core/outputs.ts";
 import type { ClusterCache, Kind } from "../kube/cache.ts";
-import type { KubeWriter } from "../kube/kube.ts";
+import { finalizer, type KubeWriter } from "../kube/kube.ts";
 import type { Logger } from "../log.ts";
 import { appKey, parseAppKey, reconcileAppFinalizer } from "./appfinalizers.ts";
 import { WorkQueue } from "./queue.ts";
@@ -59,6 +59,8 @@ export class Controller {
   readonly #tokenSeen = new Map<string, string>();
   /** Secrets as ghat last wrote them (namespace/name → resourceVersion): their echo queues nothing. */
   readonly #secretsWritten = new Map<string, string>();
+  /** Secrets ghat is writing: writes in flight, and the last event seen before their answer. */
+  readonly #secretsWriting = new Map<string, { writes: number; early: KubernetesObject | undefined }>();
   /** GitHubAppTokens as ghat's finalizer write left them: the same for their echo. */
   readonly #tokensWritten = new Map<string, string>();
 
@@ -105,8 +107,34 @@ export class Controller {
     if (this.#tokensWritten.size > 100_000) this.#tokensWritten.clear();
   }
 
-  /** ghat wrote this Secret at this resourceVersion (the response of its apply). */
+  /**
+   * ghat starts to write this Secret. Its watch can show the write before the write's answer
+   * arrives (they come over different connections): an event until then is held, and judged
+   * by the answer's resourceVersion in `secretWritten`.
+   */
+  secretWriting(namespace: string, name: string): void {
+    const id = `${namespace}/${name}`;
+    const writing = this.#secretsWriting.get(id);
+    if (writing) writing.writes++;
+    else this.#secretsWriting.set(id, { writes: 1, early: undefined });
+  }
+
+  /**
+   * ghat's write of this Secret is done: at this resourceVersion (the answer of its apply), or
+   * failed (undefined). An event held meanwhile is the write's echo, or else reconciles now.
+   */
   secretWritten(namespace: string, name: string, resourceVersion: string | undefined): void {
+    const id = `${namespace}/${name}`;
+    const writing = this.#secretsWriting.get(id);
+    const early = writing?.early;
+    if (writing) {
+      writing.early = undefined;
+      if (--writing.writes <= 0) this.#secretsWriting.delete(id);
+    }
+    if (early) {
+      if (resourceVersion !== undefined && early.metadata?.resourceVersion === resourceVersion) return;
+      for (const key of this.keysFor("Secret", early)) this.queue.add(key);
+    }
     if (!resourceVersion) return;
     this.#secretsWritten.set(`${namespace}/${name}`, resourceVersion);
     // Entries go when their echo arrives; a write whose echo never came (the Secret was
@@ -117,7 +145,14 @@ export class Controller {
   #ownSecretWrite(obj: KubernetesObject, event: "add" | "update" | "delete"): boolean {
     const id = `${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`;
     const written = this.#secretsWritten.get(id);
-    if (written === undefined) return false;
+    if (written === undefined) {
+      // A write in flight: held until its answer. (Of two events, the later one is what ghat's
+      // write left or what came after it; a delete is never held.)
+      const writing = this.#secretsWriting.get(id);
+      if (writing === undefined || event === "delete") return false;
+      writing.early = obj;
+      return true;
+    }
     this.#secretsWritten.delete(id);
     return event !== "delete" && written === obj.metadata?.resourceVersion;
   }
@@ -133,7 +168,13 @@ export class Controller {
       .update(JSON.stringify([m?.labels ?? {}, m?.annotations ?? {}]))
       .digest("base64url")
       .slice(0, 16);
-    const state = `${m?.uid ?? ""}|${m?.generation ?? ""}|${m?.deletionTimestamp ?? ""}|${(m?.finalizers ?? []).join(",")}|${marks}`;
+    // ghat's own finalizer appearing needs no reconcile: ghat added it (this process, whose
+    // watch may show it before the write's answer arrives, or the replica before it). Its
+    // removal does: the finalizer is put back.
+    const finalizers = m?.finalizers ?? [];
+    const ours = finalizers.includes(finalizer);
+    const others = ours ? finalizers.filter((f) => f !== finalizer) : finalizers;
+    const state = `${m?.uid ?? ""}|${m?.generation ?? ""}|${m?.deletionTimestamp ?? ""}|${others.join(",")}|${marks}|${ours ? "+" : "-"}`;
     const before = this.#tokenSeen.get(id);
     this.#tokenSeen.set(id, state);
     // The echo of ghat's own finalizer write: the reconcile that wrote it went on from there.
@@ -142,7 +183,8 @@ export class Controller {
       this.#tokensWritten.delete(id);
       if (event === "update" && written === m?.resourceVersion) return false;
     }
-    return event === "add" || before !== state;
+    if (event === "add" || before === undefined) return true;
+    return before.slice(0, -1) !== state.slice(0, -1) || (before.endsWith("+") && !ours);
   }
 
   /** After a relist, re-check everything so deletes missed while disconnected are seen. */

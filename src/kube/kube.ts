@@ -62,8 +62,11 @@ export class KubeClient implements KubeWriter {
   readonly #rest: KubeRest;
   readonly #clock: Clock;
   readonly #instance: string;
-  /** Called with each Secret as the API server returned it from ghat's apply. */
-  onSecretWritten: ((secret: SecretView) => void) | undefined;
+  /**
+   * Called as ghat starts to apply a Secret; what it returns is called once the apply is done,
+   * with the Secret as the API server returned it, or with nothing when the apply failed.
+   */
+  onSecretWrite: ((namespace: string, name: string) => (written: SecretView | undefined) => void) | undefined;
   /** Called with a GitHubAppToken as the API server returned it from ghat's finalizer apply. */
   onTokenWritten:
     | ((token: { metadata?: { namespace?: string; name?: string; resourceVersion?: string } }) => void)
@@ -120,6 +123,7 @@ export class KubeClient implements KubeWriter {
       ),
     };
     let written: SecretView | undefined;
+    const done = this.onSecretWrite?.(namespace, secret.name);
     try {
       written = await this.#rest.patch<SecretView>(
         pathOf("v1", "secrets", namespace, secret.name),
@@ -131,8 +135,9 @@ export class KubeClient implements KubeWriter {
       if (createOnly && err instanceof KubeApiError && err.code === 409)
         throw new SecretExists(namespace, secret.name);
       throw callError(`apply Secret ${namespace}/${secret.name}`, err);
+    } finally {
+      done?.(written);
     }
-    if (written) this.onSecretWritten?.(written);
   }
 
   async deleteSecret(namespace: string, name: string) {

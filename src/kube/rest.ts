@@ -48,6 +48,12 @@ export const requestIdleMs = 60_000;
  * request; at idle, a rotation every few seconds keeps one or two of them.
  */
 export const freeConnectionMs = 15_000;
+/**
+ * The KubeConfig's credentials are applied again after this long (client-go re-reads a token
+ * file every minute), and at once after a 401. Applying them decodes the CA, certificate and
+ * key, which cost more than the rest of a request's preparation.
+ */
+export const credentialsMs = 10_000;
 
 /** The TLS material and headers client-node's KubeConfig puts on a request. */
 interface Applied {
@@ -66,18 +72,20 @@ const shared = new WeakMap<KubeConfig, KubeRest>();
 
 /**
  * The few REST calls ghat makes, as plain JSON over node:https with the KubeConfig's
- * credentials: its TLS material and authenticators (token file, exec, OIDC), applied per
- * request as client-node does, over one keep-alive agent per distinct TLS material (a rotated
- * client certificate gets a new one). Not client-node's generated API classes, whose import
- * loads every model of every API group, nor its undici transport: ghat's bundle leaves both
- * out (hack/bundle.ts), which is most of the memory an idle operator used.
+ * credentials: its TLS material and authenticators (token file, exec, OIDC), applied as
+ * client-node does (again after `credentialsMs` or a 401), over one keep-alive agent per
+ * distinct TLS material (a rotated client certificate gets a new one). Not client-node's
+ * generated API classes, whose import loads every model of every API group, nor its undici
+ * transport: ghat's bundle leaves both out (hack/bundle.ts), which is most of the memory an
+ * idle operator used.
  *
  * A kubeconfig `proxy-url` is not supported: the operator talks to the API server of its own
  * cluster. Such a kubeconfig is refused with a message saying so.
  */
 export class KubeRest {
   readonly kubeConfig: KubeConfig;
-  #agent: { tls: Applied; agent: HttpAgent } | undefined;
+  #agent: { from: Applied; tls: Applied; agent: HttpAgent } | undefined;
+  #credentials: { applied: Applied; until: number } | undefined;
 
   /** The one KubeRest (and so one connection pool) of this KubeConfig. */
   static for(kubeConfig: KubeConfig): KubeRest {
@@ -102,8 +110,7 @@ export class KubeRest {
     }
     const url = new URL(cluster.server + req.path);
     for (const [k, v] of Object.entries(req.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
-    const applied: Applied = {};
-    await (this.kubeConfig as unknown as ApplyOptions).applyOptions(applied);
+    const applied = await this.#applied();
     const headers: Record<string, string> = {
       ...applied.headers,
       "user-agent": "ghat",
@@ -120,21 +127,37 @@ export class KubeRest {
     return { url, headers, agent: this.#agentFor(url.protocol === "https:", applied) };
   }
 
+  /** The KubeConfig's credentials, applied at most every `credentialsMs`. */
+  async #applied(): Promise<Applied> {
+    const now = Date.now();
+    const cached = this.#credentials;
+    if (cached && now < cached.until && now >= cached.until - credentialsMs) return cached.applied;
+    const applied: Applied = {};
+    await (this.kubeConfig as unknown as ApplyOptions).applyOptions(applied);
+    this.#credentials = { applied, until: now + credentialsMs };
+    return applied;
+  }
+
   /** The agent of this TLS material: the current one, or a new one (the old one closes later). */
   #agentFor(secure: boolean, applied: Applied): HttpAgent {
+    const current = this.#agent;
+    // The same credentials as the last request (they are applied again every few seconds).
+    if (current?.from === applied) return current.agent;
     const tls: Applied = {};
     for (const k of ["ca", "cert", "key", "rejectUnauthorized", "servername"] as const) {
       if (applied[k] !== undefined) Object.assign(tls, { [k]: applied[k] });
     }
-    const current = this.#agent;
-    if (current && sameTls(current.tls, tls)) return current.agent;
+    if (current && sameTls(current.tls, tls)) {
+      current.from = applied;
+      return current.agent;
+    }
     const options = { keepAlive: true, keepAliveMsecs: 30_000, timeout: freeConnectionMs };
     // One TLS context for all its connections: otherwise each parses the CA and key again.
     const { ca, cert, key, ...verify } = tls;
     const agent = secure
       ? new HttpsAgent({ ...options, ...verify, secureContext: createSecureContext({ ca, cert, key }) })
       : new HttpAgent(options);
-    this.#agent = { tls, agent };
+    this.#agent = { from: applied, tls, agent };
     // Requests and watches on the old connections finish or are reopened on the new agent.
     if (current) setTimeout(() => current.agent.destroy(), 60_000).unref();
     return agent;
@@ -165,6 +188,8 @@ export class KubeRest {
         reject(signal?.aborted ? signal.reason : err);
       });
       request.once("response", (res) => {
+        // Credentials that expired (a rotated token file, an exec plugin's token): apply them again.
+        if (res.statusCode === 401) this.#credentials = undefined;
         abort = () => void res.destroy(signal?.reason as Error);
         res.once("close", done);
         resolve(res);

@@ -124,4 +124,47 @@ describe("which GitHubAppToken and Secret events reconcile", () => {
     c.onChange("GitHubAppToken", token("5", { finalizers: ["ghat.dev/revoke-token", "other"] }), "update");
     expect(added).toEqual(["team/a", "team/a", "team/a"]);
   });
+
+  it("ghat's finalizer appearing before its write's answer reconciles nothing; its removal reconciles", () => {
+    const { c, added } = recording();
+    c.onChange("GitHubAppToken", token("1"), "add");
+    // Under load the watch can show the finalizer before the PATCH that added it has answered.
+    c.onChange("GitHubAppToken", token("2", { finalizers: ["ghat.dev/revoke-token"] }), "update");
+    c.tokenWritten("team", "a", "2");
+    c.onChange("GitHubAppToken", token("3", { finalizers: ["ghat.dev/revoke-token"] }), "update");
+    expect(added).toEqual(["team/a"]);
+    // Someone else's finalizer is a change; ghat's removed by hand is one too (it goes back).
+    c.onChange("GitHubAppToken", token("4", { finalizers: ["ghat.dev/revoke-token", "other"] }), "update");
+    c.onChange("GitHubAppToken", token("5", { finalizers: ["other"] }), "update");
+    expect(added).toEqual(["team/a", "team/a", "team/a"]);
+  });
+
+  it("a Secret's echo seen before its write's answer reconciles nothing; another change, or a failed write, does", () => {
+    const { c, added } = recording();
+    c.onChange("GitHubAppToken", token("1"), "add");
+    // The echo arrives first, then the answer with the same resourceVersion.
+    c.secretWriting("team", "a-token");
+    c.onChange("Secret", secret("2"), "add");
+    c.secretWritten("team", "a-token", "2");
+    expect(added).toEqual(["team/a"]);
+    // Someone changed the Secret after ghat's write, both seen before the answer.
+    c.secretWriting("team", "a-token");
+    c.onChange("Secret", secret("3"), "update");
+    c.onChange("Secret", secret("4"), "update");
+    c.secretWritten("team", "a-token", "3");
+    expect(added).toEqual(["team/a", "team/a"]);
+    // A write that failed: what was seen meanwhile was someone else's.
+    c.secretWriting("team", "a-token");
+    c.onChange("Secret", secret("5"), "update");
+    c.secretWritten("team", "a-token", undefined);
+    expect(added).toEqual(["team/a", "team/a", "team/a"]);
+    // A delete is never held.
+    c.secretWriting("team", "a-token");
+    c.onChange("Secret", secret("6"), "delete");
+    expect(added).toEqual(["team/a", "team/a", "team/a", "team/a"]);
+    c.secretWritten("team", "a-token", "7");
+    // Nothing is left behind: the echo of the last write is recognised as before.
+    c.onChange("Secret", secret("7"), "add");
+    expect(added).toEqual(["team/a", "team/a", "team/a", "team/a"]);
+  });
 });

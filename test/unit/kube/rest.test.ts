@@ -2,8 +2,8 @@ import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { KubeConfig } from "@kubernetes/client-node";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { applyPatch, KubeApiError, KubeRest, readBounded } from "../../../src/kube/rest.ts";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { applyPatch, credentialsMs, KubeApiError, KubeRest, readBounded } from "../../../src/kube/rest.ts";
 
 describe("readBounded", () => {
   it("reads an answer within the bound and refuses a larger one, destroying its stream", async () => {
@@ -30,6 +30,11 @@ describe("KubeRest over node:http", () => {
       req.on("end", () => {
         seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body });
         if (req.url?.startsWith("/silent")) return; // never answers
+        if (req.url?.startsWith("/unauthorized")) {
+          res.writeHead(401, { "content-type": "application/json" });
+          res.end(JSON.stringify({ kind: "Status", message: "Unauthorized", code: 401 }));
+          return;
+        }
         if (req.url?.startsWith("/missing")) {
           res.writeHead(404, { "content-type": "application/json" });
           res.end(JSON.stringify({ kind: "Status", message: 'secrets "x" not found', code: 404 }));
@@ -105,6 +110,38 @@ describe("KubeRest over node:http", () => {
     await expect.poll(() => seen.some((s) => s.url === "/silent/2")).toBe(true);
     abort.abort(new Error("stopped"));
     await expect(pending).rejects.toThrow("stopped");
+  });
+
+  it("applies the credentials once per interval, and again at once after a 401", async () => {
+    const kc = config();
+    // KubeConfig's own (private) way to apply credentials, counted.
+    const applying = kc as unknown as { applyOptions(opts: object): Promise<void> };
+    const apply = applying.applyOptions.bind(kc);
+    let applied = 0;
+    applying.applyOptions = async (opts) => {
+      applied++;
+      await apply(opts);
+    };
+    const rest = KubeRest.for(kc);
+    await rest.get("/a");
+    await rest.get("/b");
+    expect(applied).toBe(1);
+    await expect(rest.get("/unauthorized")).rejects.toMatchObject({ code: 401 });
+    await rest.get("/c");
+    expect(applied).toBe(2);
+    const now = Date.now();
+    const clock = vi.spyOn(Date, "now").mockReturnValue(now + credentialsMs + 1);
+    try {
+      await rest.get("/d");
+      expect(applied).toBe(3);
+      // A clock that moved back does not keep them either.
+      clock.mockReturnValue(now - credentialsMs - 1);
+      await rest.get("/e");
+      expect(applied).toBe(4);
+    } finally {
+      clock.mockRestore();
+    }
+    expect(seen.at(-1)?.headers.authorization).toBe("Bearer sa-token");
   });
 
   it("refuses a kubeconfig with a proxy-url, saying so", async () => {
