@@ -1,3 +1,4 @@
+import type { GitHubAppTokenSpec } from "../api/githubapptoken.ts";
 import type { ConditionInput } from "../core/conditions.ts";
 import type { Endpoint } from "./apps.ts";
 
@@ -34,6 +35,11 @@ export interface KeyRecord {
   gathered?: boolean | undefined;
   /** Where its tokens were minted: a token is revoked there, never at a default host. */
   endpoint?: Endpoint | undefined;
+  /**
+   * The spec as last parsed, for the object's uid and generation: the API server changes the
+   * generation with every spec change, so status and metadata writes need no new parse.
+   */
+  spec?: { uid: string; generation: number; parsed: GitHubAppTokenSpec } | undefined;
 }
 
 /** One record per key; forgetting or resetting happens here and nowhere else. */

@@ -104,10 +104,13 @@ export class Reconciler {
     const [namespace = "", name = ""] = key.split("/");
     const raw = this.#d.source.token(namespace, name);
     if (raw === undefined) return this.#forget(key);
-    const parsed = githubAppToken.safeParse(raw);
+    const parsed = parseToken(raw, this.#memory.peek(key));
     if (!parsed.success) return this.#invalid(key, raw, parsed.error);
     const token = parsed.data;
     const memory = this.#memory.of(key);
+    const { uid, generation } = token.metadata;
+    if (uid !== undefined && generation !== undefined && memory.spec?.parsed !== token.spec)
+      memory.spec = { uid, generation, parsed: token.spec };
     const log = this.#d.log.child({ namespace, name });
     const facts = specFacts(token.spec);
     let pass: Pass | undefined;
@@ -330,4 +333,26 @@ export class Reconciler {
     this.#d.hooks?.expiry?.(key, undefined);
     return { forget: true };
   }
+}
+
+/** A GitHubAppToken without its spec: what must be parsed again when only the spec is known. */
+const tokenShell = githubAppToken.omit({ spec: true });
+
+/**
+ * Parses a GitHubAppToken, taking the spec from the last parse when the object's uid and
+ * generation are the same (the spec is the largest part of the schema, and most events of a
+ * token are ghat's own status and finalizer writes). Any failure is the full parse's, with
+ * paths from the object's root.
+ */
+export function parseToken(
+  raw: unknown,
+  record: KeyRecord | undefined,
+): z.ZodSafeParseResult<GitHubAppToken> {
+  const known = record?.spec;
+  const meta = (raw as { metadata?: { uid?: unknown; generation?: unknown } } | null)?.metadata;
+  if (known && meta && known.uid === meta.uid && known.generation === meta.generation) {
+    const rest = tokenShell.safeParse(raw);
+    if (rest.success) return { success: true, data: { ...rest.data, spec: known.parsed } };
+  }
+  return githubAppToken.safeParse(raw);
 }

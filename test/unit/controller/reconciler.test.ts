@@ -296,8 +296,11 @@ describe("Reconciler", () => {
     const { kube, github, reconciler, clock } = harness();
     kube.tokens.set(key, tokenObject());
     await reconciler.reconcile(key);
+    // A spec change: the API server gives the object a new generation.
+    const changed = tokenObject({ permissions: { contents: "write" } });
     kube.tokens.set(key, {
-      ...tokenObject({ permissions: { contents: "write" } }),
+      ...changed,
+      metadata: { ...changed.metadata, generation: (changed.metadata.generation ?? 1) + 1 },
       status: kube.tokens.get(key)?.status,
     });
     await reconciler.reconcile(key);
