@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { hostname } from "node:os";
+import { getHeapStatistics } from "node:v8";
 import { KubeConfig } from "@kubernetes/client-node";
 import { type Clock, systemClock } from "./clock.ts";
 import { type Config, ConfigError, kubeAccessProblem, parseConfig, startupSummary, usage } from "./config.ts";
@@ -13,6 +14,7 @@ import { MintLimiter } from "./core/limits.ts";
 import { createGateway } from "./github/gateway.ts";
 import { keyFingerprint, parsePrivateKey } from "./github/privatekey.ts";
 import { startHealthServer } from "./health.ts";
+import { type Gc, IdleGc } from "./idlegc.ts";
 import { ClusterCache, tokenSource } from "./kube/cache.ts";
 import { instrument } from "./kube/instrument.ts";
 import { KubeClient } from "./kube/kube.ts";
@@ -100,6 +102,25 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     },
     onResync: (kind) => controller?.onResync(kind),
   });
+  // The image runs Node with --expose-gc for this (src/idlegc.ts); without it nothing is done.
+  const exposed = (globalThis as { gc?: unknown }).gc;
+  const mib = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10;
+  const idleGc = new IdleGc({
+    clock,
+    gc: typeof exposed === "function" ? (exposed as Gc) : undefined,
+    heap: () => {
+      const h = getHeapStatistics();
+      return { total: h.total_heap_size, used: h.used_heap_size };
+    },
+    onCompacted: (before, after) =>
+      log.info(
+        {
+          heapTotalMiB: [mib(before.total), mib(after.total)],
+          heapUsedMiB: [mib(before.used), mib(after.used)],
+        },
+        "Gave the heap back after a burst",
+      ),
+  });
   controller = new Controller({
     clock,
     log,
@@ -110,7 +131,10 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     reconcileTimeoutMs: config.reconcileTimeoutMs,
     onOverrun: () => metrics.reconcileOverruns.inc(),
     onDepth: (depth) => metrics.queueDepth.set(depth),
-    onReconciled: (ms) => metrics.reconcileDuration.observe(ms / 1000),
+    onReconciled: (ms) => {
+      metrics.reconcileDuration.observe(ms / 1000);
+      idleGc.busy();
+    },
   });
   const queue = controller.queue;
   // What ghat wrote is what the next reconcile reads: no GET for its data, no reconcile for its echo.
@@ -276,6 +300,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     },
     "Started ghat",
   );
+  idleGc.start();
 
   return {
     healthPort: (health.address() as AddressInfo).port,
@@ -288,6 +313,7 @@ export async function startOperator(config: Config, deps: OperatorDeps = {}): Pr
     async stop() {
       stopping = true;
       log.info("Stopping ghat");
+      idleGc.stop();
       await queue.shutdown(config.shutdownTimeoutMs);
       reconciler.stop();
       rollouts?.stop();

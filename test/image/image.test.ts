@@ -154,8 +154,8 @@ describe("the container image (Dockerfile, built with buildah)", () => {
     expect(config.config.User).toBe("65532:65532");
     expect(config.config.Entrypoint).toEqual([
       "/nodejs/bin/node",
-      "--optimize-for-size",
       "--max-opt=2",
+      "--expose-gc",
       "dist/ghat.mjs",
     ]);
     // Docker resets an inherited CMD to null when the Dockerfile sets ENTRYPOINT; buildah to [].
@@ -178,7 +178,7 @@ describe("the container image (Dockerfile, built with buildah)", () => {
     expect(Object.keys(labels).filter((k) => !k.startsWith("org.opencontainers.image."))).toEqual([]);
     const env = Object.fromEntries((config.config.Env ?? []).map((e) => e.split(/=(.*)/s, 2)));
     expect(env.GHAT_REVISION).toBe(revision);
-    expect(env.NODE_OPTIONS).toBe("--max-semi-space-size=2 --max-old-space-size=192");
+    expect(env.NODE_OPTIONS).toBe("--max-semi-space-size=8 --max-old-space-size=192");
     expect(env.MALLOC_ARENA_MAX).toBe("2");
     expect(env.NODE_ENV).toBe("production");
   });
