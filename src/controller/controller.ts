@@ -136,7 +136,7 @@ export class Controller {
       for (const key of this.keysFor("Secret", early)) this.queue.add(key);
     }
     if (!resourceVersion) return;
-    this.#secretsWritten.set(`${namespace}/${name}`, resourceVersion);
+    this.#secretsWritten.set(id, resourceVersion);
     // Entries go when their echo arrives; a write whose echo never came (the Secret was
     // replaced at once) must not stay forever.
     if (this.#secretsWritten.size > 100_000) this.#secretsWritten.clear();
@@ -174,9 +174,9 @@ export class Controller {
     const finalizers = m?.finalizers ?? [];
     const ours = finalizers.includes(finalizer);
     const others = ours ? finalizers.filter((f) => f !== finalizer) : finalizers;
-    const state = `${m?.uid ?? ""}|${m?.generation ?? ""}|${m?.deletionTimestamp ?? ""}|${others.join(",")}|${marks}|${ours ? "+" : "-"}`;
+    const base = `${m?.uid ?? ""}|${m?.generation ?? ""}|${m?.deletionTimestamp ?? ""}|${others.join(",")}|${marks}`;
     const before = this.#tokenSeen.get(id);
-    this.#tokenSeen.set(id, state);
+    this.#tokenSeen.set(id, `${base}${ours ? "+" : "-"}`);
     // The echo of ghat's own finalizer write: the reconcile that wrote it went on from there.
     const written = this.#tokensWritten.get(id);
     if (written !== undefined) {
@@ -184,7 +184,8 @@ export class Controller {
       if (event === "update" && written === m?.resourceVersion) return false;
     }
     if (event === "add" || before === undefined) return true;
-    return before.slice(0, -1) !== state.slice(0, -1) || (before.endsWith("+") && !ours);
+    // `before` is the base it saw then, and whether ghat's finalizer was there (+) or not (-).
+    return before.slice(0, -1) !== base || (before.endsWith("+") && !ours);
   }
 
   /** After a relist, re-check everything so deletes missed while disconnected are seen. */
